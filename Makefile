@@ -1,0 +1,35 @@
+# Targets a user can guess: demo, ui, test, bench, lint. Each creates the venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PARTITION ?= 2026-11-01
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install demo ui test bench lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/python -m llm_assets demo --partition $(PARTITION)
+
+ui: install
+	$(BIN)/python -m llm_assets ui
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m bench
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy llm_assets resources
+
+clean:
+	rm -rf .dagster_home data

@@ -1,0 +1,94 @@
+"""The code location: the example pipeline with resources chosen per deployment.
+
+``LLM_ASSETS_ENV`` picks the resource set: ``local`` (default) talks to the offline simulator
+and keeps the ledger in SQLite; ``prod`` talks to OpenAI (or any compatible endpoint set by
+``LLM_ASSETS_BASE_URL``) and keeps the ledger in the Postgres database of the Dagster instance.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from llm_assets.example.pipeline import (
+    ASSETS,
+    nightly_enrichment_job,
+    nightly_enrichment_schedule,
+)
+from resources.ledger import ResponseLedger
+from resources.llm import LLMResource
+from resources.parquet_io import ParquetIOManager
+
+SIMULATOR_URL = "http://127.0.0.1:8765/v1"
+
+
+def _data_dir() -> str:
+    return os.environ.get("LLM_ASSETS_DATA_DIR", "data")
+
+
+def local_resources() -> dict[str, Any]:
+    """Simulator endpoint, SQLite ledger, Parquet under ``LLM_ASSETS_DATA_DIR``."""
+    home = os.environ.get("DAGSTER_HOME") or ".dagster_home"
+    return {
+        "llm": LLMResource(
+            base_url=os.environ.get("LLM_ASSETS_BASE_URL", SIMULATOR_URL),
+            # The simulator accepts any key; this one is not a secret.
+            api_key="sk-simulator-local",
+            model=os.environ.get("LLM_ASSETS_MODEL", "sim-small"),
+            max_concurrency=int(os.environ.get("LLM_ASSETS_CONCURRENCY", "32")),
+        ),
+        "ledger": ResponseLedger(
+            backend="sqlite",
+            sqlite_path=os.environ.get(
+                "LLM_ASSETS_LEDGER_PATH", os.path.join(home, "ledger.sqlite")
+            ),
+        ),
+        "io_manager": ParquetIOManager(base_dir=_data_dir()),
+    }
+
+
+def prod_resources() -> dict[str, Any]:
+    """OpenAI (or ``LLM_ASSETS_BASE_URL``), Postgres ledger on ``DAGSTER_PG_URL``."""
+    return {
+        "llm": LLMResource(
+            base_url=os.environ.get("LLM_ASSETS_BASE_URL", "https://api.openai.com/v1"),
+            api_key=dg.EnvVar("OPENAI_API_KEY"),
+            model=os.environ.get("LLM_ASSETS_MODEL", "gpt-4o-mini"),
+            max_concurrency=int(os.environ.get("LLM_ASSETS_CONCURRENCY", "32")),
+        ),
+        "ledger": ResponseLedger(backend="postgres", postgres_url=dg.EnvVar("DAGSTER_PG_URL")),
+        "io_manager": ParquetIOManager(base_dir=_data_dir()),
+    }
+
+
+RESOURCES_BY_ENV = {"local": local_resources, "prod": prod_resources}
+
+
+def build_definitions(env: str | None = None) -> dg.Definitions:
+    """The example pipeline's ``Definitions`` for a deployment.
+
+    Args:
+        env: ``local`` or ``prod``; defaults to ``LLM_ASSETS_ENV`` or ``local``.
+
+    Returns:
+        Assets, job, schedule and resources.
+
+    Examples:
+        >>> defs = build_definitions("local")
+        >>> defs.get_job_def("nightly_enrichment").name
+        'nightly_enrichment'
+    """
+    env = env or os.environ.get("LLM_ASSETS_ENV", "local")
+    if env not in RESOURCES_BY_ENV:
+        raise ValueError(f"LLM_ASSETS_ENV must be one of {sorted(RESOURCES_BY_ENV)}, not {env!r}")
+    return dg.Definitions(
+        assets=ASSETS,
+        jobs=[nightly_enrichment_job],
+        schedules=[nightly_enrichment_schedule],
+        resources=RESOURCES_BY_ENV[env](),
+    )
+
+
+defs = build_definitions()

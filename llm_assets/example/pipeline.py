@@ -1,0 +1,146 @@
+"""The example pipeline: nightly enrichment of customer reviews.
+
+``raw_reviews`` (daily partitions, generated) -> ``review_insights`` (one LLM call per review:
+sentiment, topics, one-line summary) -> ``daily_digest`` (one LLM call per day over the day's
+insights, with a Markdown report in the materialization metadata).
+"""
+
+
+from collections import Counter
+from typing import Any, Literal
+
+import dagster as dg
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from llm_assets.example.sample_reviews import generate_reviews
+from llm_assets.factory import llm_asset
+from llm_assets.task import LLMTask
+
+DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=0)
+GROUP = "review_enrichment"
+
+
+class ReviewInsight(BaseModel):
+    """What one review says."""
+
+    sentiment: Literal["positive", "neutral", "negative", "mixed"] = Field(
+        description="Overall sentiment of the review."
+    )
+    topics: list[str] = Field(
+        description="Product aspects the review discusses.", min_length=1, max_length=4
+    )
+    summary: str = Field(description="One-line summary, at most 20 words.", max_length=200)
+
+
+class DailyDigest(BaseModel):
+    """What a day's reviews say together."""
+
+    headline: str = Field(description="One sentence on the day.")
+    highlights: list[str] = Field(description="What customers liked.", max_length=5)
+    concerns: list[str] = Field(description="What customers complained about.", max_length=5)
+    action_items: list[str] = Field(description="Suggested follow-ups.", max_length=5)
+
+
+INSIGHT_TASK = LLMTask(
+    name="review_insights",
+    system_prompt=(
+        "You analyse customer product reviews for a retailer. Answer with the review's "
+        "sentiment, the product aspects it discusses, and a one-line summary."
+    ),
+    user_prompt="Product: {product}\nRating: {rating}/5\nTitle: {title}\nReview: {body}",
+    output_schema=ReviewInsight,
+    id_column="review_id",
+    max_output_tokens=200,
+)
+
+DIGEST_TASK = LLMTask(
+    name="daily_digest",
+    system_prompt=(
+        "You write a short daily digest of customer feedback for the product team: a "
+        "headline, highlights, concerns and action items."
+    ),
+    user_prompt=(
+        "Date: {day}\nReviews analysed: {review_count}\nSentiment counts: {sentiment_counts}\n"
+        "Most mentioned topics: {top_topics}\nSample of review summaries:\n{summaries}"
+    ),
+    output_schema=DailyDigest,
+    id_column="day",
+    max_output_tokens=600,
+)
+
+
+@dg.asset(
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name=GROUP,
+    kinds={"pandas"},
+    code_version="1",
+)
+def raw_reviews(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """Customer reviews posted on the partition's day (a deterministic sample)."""
+    frames = {key: generate_reviews(key) for key in context.partition_keys}
+    value: Any = frames if len(frames) > 1 else next(iter(frames.values()))
+    rows = sum(len(df) for df in frames.values())
+    return dg.MaterializeResult(value=value, metadata={"dagster/row_count": rows})
+
+
+def gather_day(insights: pd.DataFrame, partition_key: str | None) -> pd.DataFrame:
+    """One row per day: the day's sentiment counts, top topics and a sample of summaries."""
+    ok = insights[insights["llm_status"] == "ok"]
+    if ok.empty:
+        return pd.DataFrame(
+            columns=["day", "review_count", "sentiment_counts", "top_topics", "summaries"]
+        )
+    sentiments = Counter(ok["sentiment"])
+    topics = Counter(t for ts in ok["topics"] for t in ts)
+    summaries = "\n".join(f"- {s}" for s in ok["summary"].head(40))
+    return pd.DataFrame([{
+        "day": partition_key or "all",
+        "review_count": len(ok),
+        "sentiment_counts": ", ".join(f"{k}: {v}" for k, v in sentiments.most_common()),
+        "top_topics": ", ".join(t for t, _ in topics.most_common(8)),
+        "summaries": summaries,
+    }])
+
+
+def digest_report(digest: pd.DataFrame) -> dict[str, Any]:
+    """A Markdown report of the digest for the materialization page."""
+    parts = []
+    for _, row in digest[digest["llm_status"] == "ok"].iterrows():
+        parts.append(f"## Customer feedback digest, {row['day']}\n\n**{row['headline']}**\n")
+        for title, column in (("Highlights", "highlights"), ("Concerns", "concerns"),
+                              ("Action items", "action_items")):
+            items = list(row[column]) if row[column] is not None else []
+            parts.append(f"### {title}\n" + "\n".join(f"- {i}" for i in items) + "\n")
+    report = "\n".join(parts) or "_No digest: the day had no analysed reviews._"
+    return {"report": dg.MetadataValue.md(report)}
+
+
+review_insights = llm_asset(
+    INSIGHT_TASK,
+    upstream=raw_reviews,
+    passthrough_columns=["product", "rating"],
+    group_name=GROUP,
+)
+
+daily_digest = llm_asset(
+    DIGEST_TASK,
+    upstream=review_insights,
+    prepare=gather_day,
+    report=digest_report,
+    group_name=GROUP,
+)
+
+ASSETS = [raw_reviews, review_insights, daily_digest]
+
+nightly_enrichment_job = dg.define_asset_job(
+    "nightly_enrichment",
+    selection=dg.AssetSelection.assets(*ASSETS),
+    partitions_def=DAILY,
+    description="Generate, enrich and digest one day of customer reviews.",
+)
+
+nightly_enrichment_schedule = dg.build_schedule_from_partitioned_job(
+    nightly_enrichment_job, hour_of_day=2, minute_of_hour=0
+)

@@ -1,0 +1,94 @@
+"""The provenance columns every ``llm_asset`` row carries, and how a row's answer is checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ValidationError
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+#: Column name -> pandas dtype. The request hash is the ledger key: with it, ``trace`` finds
+#: the rendered prompt, the raw response and the run that paid for the call.
+PROVENANCE_COLUMNS: dict[str, str] = {
+    "llm_status": "string",
+    "llm_error": "string",
+    "llm_error_class": "string",
+    "llm_request_hash": "string",
+    "llm_task_version": "string",
+    "llm_model": "string",
+    "llm_input_tokens": "int64",
+    "llm_output_tokens": "int64",
+    "llm_cost_usd": "float64",
+    "llm_latency_s": "float64",
+    "llm_cached": "bool",
+    "llm_paid_by_run_id": "string",
+    "llm_run_id": "string",
+}
+
+
+def parse_answer(
+    body: dict[str, Any] | None, schema: type[BaseModel]
+) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """Extracts and validates the structured answer of a chat completion body.
+
+    Args:
+        body: The decoded response body.
+        schema: The task's output model.
+
+    Returns:
+        ``(fields, None, None)`` when valid, else ``(None, error_class, reason)``.
+
+    Examples:
+        >>> class Out(BaseModel):
+        ...     label: str
+        >>> body = {"choices": [{"message": {"content": '{"label": "x"}'},
+        ...                       "finish_reason": "stop"}]}
+        >>> parse_answer(body, Out)
+        ({'label': 'x'}, None, None)
+    """
+    try:
+        choice = (body or {})["choices"][0]
+        message = choice.get("message") or {}
+    except (KeyError, IndexError, TypeError):
+        return None, "malformed_response", "the response has no choices[0].message"
+    finish = choice.get("finish_reason")
+    if message.get("refusal"):
+        return None, "refusal", f"the model refused: {message['refusal']}"
+    if finish == "length":
+        return None, "truncated", (
+            "the answer was cut at max_output_tokens (finish_reason=length); raise "
+            "max_output_tokens on the task"
+        )
+    if finish == "content_filter":
+        return None, "content_filter", "the provider's content filter withheld the answer"
+    content = message.get("content")
+    if not content:
+        return None, "empty_answer", f"the response has no content (finish_reason={finish})"
+    try:
+        answer = schema.model_validate_json(content)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()[:3]
+        )
+        return None, "invalid_schema", (
+            f"the answer does not match {schema.__name__}: {problems} (answer: {content[:200]!r})"
+        )
+    return answer.model_dump(mode="json"), None, None
+
+
+def empty_output_frame(
+    id_column: str, schema: type[BaseModel], passthrough: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """An empty table with the columns a non-empty one would have."""
+    columns: dict[str, pd.Series] = {id_column: pd.Series([], dtype="object")}
+    for name in passthrough:
+        columns[name] = pd.Series([], dtype="object")
+    for name in schema.model_fields:
+        columns[name] = pd.Series([], dtype="object")
+    for name, dtype in PROVENANCE_COLUMNS.items():
+        columns[name] = pd.Series([], dtype=dtype)
+    return pd.DataFrame(columns)

@@ -1,0 +1,195 @@
+"""``LLMTask``: what one LLM step asks, of which columns, answered in which shape."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from resources.tokens import estimate_prompt_tokens
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: equal values always give equal text.
+
+    Examples:
+        >>> canonical_json({"b": 1, "a": [1, 2]})
+        '{"a":[1,2],"b":1}'
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def request_hash(body: Mapping[str, Any]) -> str:
+    """The ledger key of a request: sha256 of its canonical JSON, never of row position.
+
+    Examples:
+        >>> request_hash({"model": "m"}) == request_hash({"model": "m"})
+        True
+    """
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema in the form OpenAI's strict structured outputs accept.
+
+    Every object gets ``additionalProperties: false`` and lists all its properties as
+    required; ``default`` values are dropped (strict mode rejects them).
+
+    Examples:
+        >>> class Out(BaseModel):
+        ...     label: str
+        >>> strict_json_schema(Out)["additionalProperties"]
+        False
+    """
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            fixed = {k: fix(v) for k, v in node.items() if k != "default"}
+            if fixed.get("type") == "object" and "properties" in fixed:
+                fixed["additionalProperties"] = False
+                fixed["required"] = list(fixed["properties"])
+            return fixed
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    return fix(model.model_json_schema())
+
+
+class LLMTask(BaseModel):
+    """One LLM step: prompt templates filled from named columns, a typed answer, the model.
+
+    The prompts are ``str.format`` templates whose fields name upstream columns (or names
+    mapped to columns with ``columns``). The answer is a pydantic model, sent to the endpoint as
+    a JSON-schema structured output and validated on return. ``version`` hashes everything
+    that changes the output; ``llm_asset`` uses it as the asset's ``code_version``, so editing a
+    prompt marks the asset stale in the Dagster UI.
+
+    Examples:
+        .. code-block:: python
+
+            from typing import Literal
+            from pydantic import BaseModel
+            from llm_assets import LLMTask
+
+            class Sentiment(BaseModel):
+                label: Literal["positive", "neutral", "negative"]
+
+            task = LLMTask(
+                name="sentiment",
+                system_prompt="Classify the sentiment of a product review.",
+                user_prompt="Review: {body}",
+                output_schema=Sentiment,
+                id_column="review_id",
+            )
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str = Field(description="Short name; also the structured-output schema name.")
+    user_prompt: str = Field(description="User message template, e.g. 'Review: {body}'.")
+    output_schema: type[BaseModel] = Field(description="Pydantic model of one answer.")
+    system_prompt: str = Field(default="", description="System message template.")
+    model: str | None = Field(
+        default=None, description="Model name; None uses LLMResource.model at run time."
+    )
+    temperature: float | None = Field(default=0.0, description="Sampling temperature.")
+    max_output_tokens: int = Field(default=512, description="Cap on completion tokens.")
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = Field(
+        default="max_tokens",
+        description="Request field for the cap; reasoning models need max_completion_tokens.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Other generation parameters (top_p, seed...)."
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Template variable -> upstream column name."
+    )
+    id_column: str | None = Field(
+        default=None, description="Upstream column that identifies a row; copied to output."
+    )
+    strict: bool = Field(default=True, description="Send the schema in OpenAI strict mode.")
+
+    @field_validator("output_schema")
+    @classmethod
+    def _schema_is_model(cls, value: Any) -> type[BaseModel]:
+        if not (isinstance(value, type) and issubclass(value, BaseModel)):
+            raise TypeError("output_schema must be a pydantic BaseModel subclass")
+        return value
+
+    @cached_property
+    def template_variables(self) -> tuple[str, ...]:
+        """The field names the templates use, in first-use order."""
+        names: dict[str, None] = {}
+        for template in (self.system_prompt, self.user_prompt):
+            for _, field_name, _, _ in string.Formatter().parse(template):
+                if field_name:
+                    names[field_name.split(".")[0].split("[")[0]] = None
+        return tuple(names)
+
+    @cached_property
+    def required_columns(self) -> tuple[str, ...]:
+        """Upstream columns the task reads, after the ``columns`` mapping."""
+        cols = [self.columns.get(v, v) for v in self.template_variables]
+        if self.id_column:
+            cols.append(self.id_column)
+        return tuple(dict.fromkeys(cols))
+
+    @cached_property
+    def json_schema(self) -> dict[str, Any]:
+        """The schema sent as ``response_format``."""
+        if self.strict:
+            return strict_json_schema(self.output_schema)
+        return self.output_schema.model_json_schema()
+
+    @cached_property
+    def version(self) -> str:
+        """Stable hash of everything that changes the output; the asset's code_version."""
+        spec = {
+            "system_prompt": self.system_prompt,
+            "user_prompt": self.user_prompt,
+            "model": self.model,
+            "schema": self.json_schema,
+            "strict": self.strict,
+            "temperature": self.temperature,
+            "max_output_tokens": self.max_output_tokens,
+            "max_tokens_param": self.max_tokens_param,
+            "params": self.params,
+            "columns": self.columns,
+        }
+        return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]
+
+    def render_messages(self, values: Mapping[str, Any]) -> list[dict[str, str]]:
+        """Fills the templates from one row's values (keyed by template variable)."""
+        messages = []
+        if self.system_prompt:
+            messages.append(
+                {"role": "system", "content": self.system_prompt.format_map(values)}
+            )
+        messages.append({"role": "user", "content": self.user_prompt.format_map(values)})
+        return messages
+
+    def request_body(self, messages: list[dict[str, str]], model: str) -> dict[str, Any]:
+        """The chat completion request for ``messages``, as sent and as hashed."""
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": self.name, "schema": self.json_schema, "strict": self.strict},
+            },
+            self.max_tokens_param: self.max_output_tokens,
+            **self.params,
+        }
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
+        return body
+
+    def estimate_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        """Local estimate of the prompt tokens of ``messages`` plus the schema."""
+        return estimate_prompt_tokens(messages) + len(canonical_json(self.json_schema)) // 4

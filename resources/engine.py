@@ -1,0 +1,348 @@
+"""The async engine that sends many chat requests: concurrency, one retry layer, rate limits.
+
+The SDK's own retries are off (``max_retries=0``) so that exactly one layer decides what is
+retried, how long to wait and what counts against the rate limit. Transient failures (408,
+409, 429, 5xx, connection errors, timeouts) are retried with exponential backoff and jitter,
+waiting at least what ``retry-after`` asks; permanent failures end the row (400, 422) or the
+whole step (401, 403, 404, ``insufficient_quota``) at once, so a bad key never becomes a
+retry storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import openai
+
+from resources.chat_types import ChatRequest, ChatResult, EngineStats
+from resources.errors import AuthenticationFailed, ModelNotFound, ProviderError, QuotaExhausted
+from resources.pricing import ModelPrice, cost_usd
+from resources.rate_limit import RateLimiter, UnlimitedRateLimiter
+
+ResultCallback = Callable[[ChatResult], None]
+ProgressCallback = Callable[[EngineStats, int], None]
+
+TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Reads ``retry-after-ms`` or ``retry-after`` (seconds) from response headers.
+
+    Examples:
+        >>> parse_retry_after({"retry-after": "1.5"})
+        1.5
+        >>> parse_retry_after({"retry-after-ms": "250"})
+        0.25
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = lowered.get(name)
+        if value is None:
+            continue
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(value) * scale)
+    return None
+
+
+def _error_code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping):
+            code = inner.get("code") or inner.get("type")
+            return str(code) if code else None
+    return None
+
+
+def _error_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping) and inner.get("message"):
+            return str(inner["message"])
+    return str(exc)
+
+
+class ChatEngine:
+    """Sends chat requests concurrently through one AsyncOpenAI client.
+
+    Args:
+        client: An ``openai.AsyncOpenAI`` with ``max_retries=0``.
+        base_url: The endpoint, for error messages.
+        concurrency: Requests in flight at once.
+        max_retries: Retries of a transient failure (429s have their own, larger cap).
+        backoff_s: First backoff; doubles each retry.
+        backoff_max_s: Backoff cap.
+        prices: Price table for per-call cost.
+        limiter: Rate limiter consulted before every attempt.
+        seed: Seed of the jitter RNG (``None`` for system entropy).
+
+    Examples:
+        >>> import asyncio, openai
+        >>> engine = ChatEngine(openai.AsyncOpenAI(api_key="k", max_retries=0), base_url="x")
+        >>> engine.stats.done
+        0
+    """
+
+    max_rate_limit_retries = 50
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        *,
+        base_url: str,
+        concurrency: int = 16,
+        max_retries: int = 6,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        prices: Mapping[str, ModelPrice] | None = None,
+        limiter: RateLimiter | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._client = client
+        self._base_url = base_url
+        self._concurrency = max(1, concurrency)
+        self._max_retries = max_retries
+        self._backoff_s = backoff_s
+        self._backoff_max_s = backoff_max_s
+        self._prices = dict(prices or {})
+        self._limiter = limiter or UnlimitedRateLimiter()
+        self._rng = random.Random(seed)
+        self.stats = EngineStats()
+
+    async def run(
+        self,
+        requests: Iterable[ChatRequest],
+        on_result: ResultCallback,
+        *,
+        should_stop: Callable[[], bool] | None = None,
+        progress: ProgressCallback | None = None,
+        progress_interval_s: float = 5.0,
+    ) -> EngineStats:
+        """Sends every request and calls ``on_result`` once per request as it completes.
+
+        Args:
+            requests: The requests; consumed lazily by the workers.
+            on_result: Called in the event loop thread for each finished request.
+            should_stop: Checked before each new request; when it returns True no new request
+                starts (requests in flight finish and are reported).
+            progress: Called every ``progress_interval_s`` with the stats and current
+                concurrency.
+            progress_interval_s: Seconds between progress calls.
+
+        Returns:
+            The run's stats.
+
+        Raises:
+            ProviderError: A failure that no retry can fix (bad key, no quota, unknown model).
+        """
+        pending = list(requests)
+        self.stats = EngineStats(total=len(pending), started_at=time.monotonic())
+        queue = iter(pending)
+
+        async def worker() -> None:
+            for request in queue:
+                if should_stop is not None and should_stop():
+                    return
+                result = await self._send_with_retries(request)
+                self._account(result)
+                on_result(result)
+
+        reporter = None
+        if progress is not None:
+            reporter = asyncio.create_task(self._report(progress, progress_interval_s))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self._concurrency, max(1, len(pending)))):
+                    group.create_task(worker())
+        except* ProviderError as failures:
+            raise failures.exceptions[0] from None
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+        if progress is not None:
+            progress(self.stats, self._concurrency)
+        return self.stats
+
+    async def _report(self, progress: ProgressCallback, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            progress(self.stats, self._concurrency)
+
+    def _account(self, result: ChatResult) -> None:
+        stats = self.stats
+        stats.done += 1
+        stats.attempts += result.attempts
+        stats.retries += max(0, result.attempts - 1)
+        stats.input_tokens += result.input_tokens
+        stats.output_tokens += result.output_tokens
+        stats.cost_usd += result.cost_usd
+        if result.ok:
+            stats.ok += 1
+        else:
+            stats.failed += 1
+            name = result.error_class or "error"
+            stats.error_classes[name] = stats.error_classes.get(name, 0) + 1
+
+    async def _send_with_retries(self, request: ChatRequest) -> ChatResult:
+        attempts = 0
+        transient_failures = 0
+        rate_limited = 0
+        est_tokens = request.est_prompt_tokens + request.max_output_tokens
+        while True:
+            attempts += 1
+            await self._limiter.acquire(est_tokens)
+            started = time.monotonic()
+            try:
+                raw = await self._client.chat.completions.with_raw_response.create(**request.body)
+            except openai.APIStatusError as exc:
+                headers = dict(exc.response.headers)
+                self._limiter.observe(headers, used_tokens=est_tokens, est_tokens=est_tokens)
+                failure = self._classify_status(request, exc, attempts)
+                if failure is not None:
+                    return failure
+                retry_after = parse_retry_after(headers)
+                if exc.status_code == 429:
+                    rate_limited += 1
+                    self.stats.rate_limited += 1
+                    self._limiter.on_rate_limited(retry_after)
+                    if rate_limited > self.max_rate_limit_retries:
+                        return self._exhausted(request, attempts, f"429 x{rate_limited}")
+                    await self._sleep_backoff(rate_limited, retry_after)
+                    continue
+                transient_failures += 1
+                if transient_failures > self._max_retries:
+                    return self._exhausted(request, attempts, f"HTTP {exc.status_code}")
+                await self._sleep_backoff(transient_failures, retry_after)
+                continue
+            except (openai.APIConnectionError, openai.APIResponseValidationError) as exc:
+                transient_failures += 1
+                if transient_failures > self._max_retries:
+                    return self._exhausted(request, attempts, type(exc).__name__)
+                await self._sleep_backoff(transient_failures, None)
+                continue
+            latency = time.monotonic() - started
+            return self._success(request, raw.headers, raw.content, latency, attempts)
+
+    def _success(
+        self,
+        request: ChatRequest,
+        headers: Mapping[str, str],
+        content: bytes,
+        latency: float,
+        attempts: int,
+    ) -> ChatResult:
+        try:
+            body = json.loads(content)
+        except ValueError as exc:
+            return ChatResult(
+                key=request.key,
+                ok=False,
+                attempts=attempts,
+                latency_s=latency,
+                error_class="malformed_response",
+                error=f"the endpoint answered 200 with a body that is not JSON: {exc}",
+            )
+        usage = body.get("usage") or {}
+        input_tokens = int(usage.get("prompt_tokens") or 0)
+        output_tokens = int(usage.get("completion_tokens") or 0)
+        model = str(body.get("model") or request.body.get("model") or "")
+        self._limiter.observe(
+            headers,
+            used_tokens=input_tokens + output_tokens,
+            est_tokens=request.est_prompt_tokens + request.max_output_tokens,
+        )
+        return ChatResult(
+            key=request.key,
+            ok=True,
+            body=body,
+            model=model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost_usd(model, input_tokens, output_tokens, self._prices),
+            latency_s=latency,
+            attempts=attempts,
+        )
+
+    def _classify_status(
+        self, request: ChatRequest, exc: openai.APIStatusError, attempts: int
+    ) -> ChatResult | None:
+        """Returns a row failure, raises a step failure, or returns None for a retry."""
+        status = exc.status_code
+        code = _error_code(exc)
+        headers = dict(exc.response.headers)
+        if status in (401, 403):
+            raise AuthenticationFailed(
+                f"the LLM endpoint {self._base_url} rejected the API key (HTTP {status}"
+                f"{', ' + code if code else ''}). Set a valid key in the environment variable "
+                "that LLMResource.api_key reads (dg.EnvVar('OPENAI_API_KEY') by default) and "
+                "check that it may use this model; nothing was retried.",
+                status_code=status,
+                code=code,
+                headers=headers,
+            )
+        if status == 429 and code == "insufficient_quota":
+            raise QuotaExhausted(
+                f"the LLM endpoint {self._base_url} reports insufficient_quota: the account "
+                "has no credit left. Add credit or raise the project's spend limit, then "
+                "re-materialize; rows already answered are kept. Nothing was retried.",
+                status_code=status,
+                code=code,
+                headers=headers,
+            )
+        if status == 404:
+            model = request.body.get("model")
+            raise ModelNotFound(
+                f"the LLM endpoint {self._base_url} does not know model '{model}' (HTTP 404). "
+                "Set `model` on the task or LLMResource to one the endpoint serves "
+                "(GET /v1/models lists them).",
+                status_code=status,
+                code=code,
+                headers=headers,
+            )
+        if status in TRANSIENT_STATUS:
+            return None
+        error_class = "context_length_exceeded" if code == "context_length_exceeded" else (
+            "bad_request"
+        )
+        return ChatResult(
+            key=request.key,
+            ok=False,
+            attempts=attempts,
+            error_class=error_class,
+            error=f"HTTP {status} {code or ''}: {_error_message(exc)}".strip(),
+        )
+
+    def _exhausted(self, request: ChatRequest, attempts: int, last: str) -> ChatResult:
+        return ChatResult(
+            key=request.key,
+            ok=False,
+            attempts=attempts,
+            error_class="retries_exhausted",
+            error=f"gave up after {attempts} attempts (last failure: {last})",
+        )
+
+    async def _sleep_backoff(self, failures: int, retry_after: float | None) -> None:
+        delay = min(self._backoff_max_s, self._backoff_s * 2 ** (failures - 1))
+        delay *= 0.5 + self._rng.random() / 2
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        await asyncio.sleep(delay)
+
+
+async def run_with_client(
+    make_client: Callable[[], openai.AsyncOpenAI],
+    body: Callable[[openai.AsyncOpenAI], Awaitable[EngineStats]],
+) -> EngineStats:
+    """Runs ``body`` with a client created and closed inside the running event loop."""
+    client = make_client()
+    try:
+        return await body(client)
+    finally:
+        await client.close()

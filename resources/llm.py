@@ -1,0 +1,211 @@
+"""``LLMResource``: how llm-assets talks to any OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlparse
+
+import dagster as dg
+import openai
+from pydantic import Field
+
+from resources.chat_types import ChatRequest, EngineStats
+from resources.engine import ChatEngine, ProgressCallback, ResultCallback
+from resources.errors import UserError
+from resources.pricing import DEFAULT_PRICES, ModelPrice
+from resources.rate_limit import RateLimiter
+
+OFFLINE_ENV = "LLM_ASSETS_OFFLINE"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+DEFAULT_CONTEXT_WINDOWS: dict[str, int] = {
+    "sim-small": 16_384,
+    "sim-large": 131_072,
+    "gpt-4o-mini": 128_000,
+    "gpt-4o": 128_000,
+    "gpt-4.1-nano": 1_047_576,
+    "gpt-4.1-mini": 1_047_576,
+    "gpt-4.1": 1_047_576,
+}
+
+
+def is_loopback(url: str) -> bool:
+    """True when ``url`` points at this machine.
+
+    Examples:
+        >>> is_loopback("http://127.0.0.1:8765/v1"), is_loopback("https://api.openai.com/v1")
+        (True, False)
+    """
+    host = (urlparse(url).hostname or "").lower()
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def check_offline_guard(base_url: str) -> None:
+    """Refuses a non-loopback endpoint while ``LLM_ASSETS_OFFLINE`` is set.
+
+    Raises:
+        UserError: The guard is on and ``base_url`` is not on this machine.
+    """
+    if os.environ.get(OFFLINE_ENV, "").lower() in ("1", "true", "yes") and not is_loopback(
+        base_url
+    ):
+        raise UserError(
+            f"{OFFLINE_ENV} is set, so requests may only go to this machine, but "
+            f"LLMResource.base_url is {base_url!r}. Point base_url at the simulator "
+            f"(python -m llm_assets.simulator) or unset {OFFLINE_ENV} to call a real endpoint."
+        )
+
+
+class LLMResource(dg.ConfigurableResource):
+    """An OpenAI-compatible chat endpoint: OpenAI, vLLM, Ollama, llama.cpp, or the simulator.
+
+    Usage is read from each response, never by wrapping the client, so every call is counted
+    exactly once. Retries live in one layer (see ``resources.engine``); the SDK's are off.
+
+    Examples:
+        .. code-block:: python
+
+            import dagster as dg
+            from resources import LLMResource
+
+            defs = dg.Definitions(
+                resources={
+                    "llm": LLMResource(
+                        base_url="https://api.openai.com/v1",
+                        api_key=dg.EnvVar("OPENAI_API_KEY"),
+                        model="gpt-4o-mini",
+                        max_concurrency=32,
+                    )
+                }
+            )
+    """
+
+    base_url: str = Field(
+        default="https://api.openai.com/v1",
+        description="Base URL of an OpenAI-compatible API, ending in /v1.",
+    )
+    api_key: str = Field(
+        description="API key; pass dg.EnvVar('OPENAI_API_KEY') so it never sits in code.",
+    )
+    model: str = Field(
+        default="gpt-4o-mini", description="Model used by tasks that do not name one."
+    )
+    max_concurrency: int = Field(default=16, description="Requests in flight per step.")
+    timeout_s: float = Field(default=60.0, description="Timeout of one HTTP attempt, seconds.")
+    max_retries: int = Field(
+        default=6, description="Retries of a transient failure (5xx, timeout, connection)."
+    )
+    retry_backoff_s: float = Field(default=0.5, description="First retry delay; doubles.")
+    retry_backoff_max_s: float = Field(default=30.0, description="Longest retry delay.")
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description="USD per 1M input/output tokens by model name (prefix match).",
+    )
+    context_windows: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_CONTEXT_WINDOWS),
+        description="Context window in tokens by model; prompts over it fail before sending.",
+    )
+    progress_interval_s: float = Field(
+        default=5.0, description="Seconds between progress lines in the run log."
+    )
+
+    def context_window(self, model: str) -> int | None:
+        """The context window of ``model`` (longest prefix match), or ``None`` if unknown."""
+        matches = [name for name in self.context_windows if model.startswith(name)]
+        return self.context_windows[max(matches, key=len)] if matches else None
+
+    def make_rate_limiter(self) -> RateLimiter | None:
+        """The limiter for one step; ``None`` leaves concurrency as the only bound."""
+        return None
+
+    def _make_client(self) -> openai.AsyncOpenAI:
+        check_offline_guard(self.base_url)
+        return openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self.api_key,
+            timeout=self.timeout_s,
+            max_retries=0,
+        )
+
+    def run_requests(
+        self,
+        requests: Iterable[ChatRequest],
+        on_result: ResultCallback,
+        *,
+        should_stop: Callable[[], bool] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> EngineStats:
+        """Sends ``requests`` concurrently and reports each result as it arrives.
+
+        Args:
+            requests: Requests to send.
+            on_result: Called once per request, in completion order.
+            should_stop: Polled before each new request; True stops sending.
+            progress: Called every ``progress_interval_s`` seconds.
+
+        Returns:
+            Totals for the run.
+
+        Raises:
+            ProviderError: A failure no retry can fix (401/403, insufficient_quota, 404).
+            UserError: The offline guard refused the endpoint.
+
+        Examples:
+            .. code-block:: python
+
+                llm = LLMResource(base_url=sim.base_url, api_key="sk-sim")
+                stats = llm.run_requests(requests, on_result=results.append)
+        """
+        check_offline_guard(self.base_url)
+        request_list = list(requests)
+
+        async def main() -> EngineStats:
+            client = self._make_client()
+            try:
+                engine = ChatEngine(
+                    client,
+                    base_url=self.base_url,
+                    concurrency=self.max_concurrency,
+                    max_retries=self.max_retries,
+                    backoff_s=self.retry_backoff_s,
+                    backoff_max_s=self.retry_backoff_max_s,
+                    prices=self.prices,
+                    limiter=self.make_rate_limiter(),
+                )
+                return await engine.run(
+                    request_list,
+                    on_result,
+                    should_stop=should_stop,
+                    progress=progress,
+                    progress_interval_s=self.progress_interval_s,
+                )
+            finally:
+                await client.close()
+
+        return _run_coroutine(main)
+
+
+def _run_coroutine(factory: Callable[[], Any]) -> Any:
+    """Runs a coroutine to completion, also from a thread that already has a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = asyncio.run(factory())
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="llm-assets-engine")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -1,0 +1,69 @@
+"""Prices per million tokens, and the cost of one call.
+
+Prices change; the defaults are the public list prices when this table was written and are
+meant to be overridden with ``LLMResource(prices={...})``. A model the table does not know costs
+0 and is flagged in the step's metadata rather than failing the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import dagster as dg
+from pydantic import Field
+
+
+class ModelPrice(dg.Config):
+    """USD per one million tokens for one model."""
+
+    input_per_million: float = Field(description="USD per 1M prompt (input) tokens.")
+    output_per_million: float = Field(description="USD per 1M completion (output) tokens.")
+
+
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    # The simulator's nominal prices mirror gpt-4o-mini so demo figures look like real ones.
+    "sim-small": ModelPrice(input_per_million=0.15, output_per_million=0.60),
+    "sim-large": ModelPrice(input_per_million=2.50, output_per_million=10.00),
+    "gpt-4o-mini": ModelPrice(input_per_million=0.15, output_per_million=0.60),
+    "gpt-4o": ModelPrice(input_per_million=2.50, output_per_million=10.00),
+    "gpt-4.1-nano": ModelPrice(input_per_million=0.10, output_per_million=0.40),
+    "gpt-4.1-mini": ModelPrice(input_per_million=0.40, output_per_million=1.60),
+    "gpt-4.1": ModelPrice(input_per_million=2.00, output_per_million=8.00),
+}
+
+
+def find_price(model: str, prices: Mapping[str, ModelPrice]) -> ModelPrice | None:
+    """Finds the price of ``model``, matching dated snapshots by their longest known prefix.
+
+    Args:
+        model: A model name as requested or as reported (``gpt-4o-mini-2024-07-18``).
+        prices: The price table.
+
+    Returns:
+        The price, or ``None`` when no entry matches.
+
+    Examples:
+        >>> find_price("gpt-4o-mini-2024-07-18", DEFAULT_PRICES).input_per_million
+        0.15
+    """
+    if model in prices:
+        return prices[model]
+    matches = [name for name in prices if model.startswith(name)]
+    return prices[max(matches, key=len)] if matches else None
+
+
+def cost_usd(
+    model: str, input_tokens: int, output_tokens: int, prices: Mapping[str, ModelPrice]
+) -> float:
+    """The cost of one call in USD, 0.0 when the model has no price.
+
+    Examples:
+        >>> round(cost_usd("gpt-4o-mini", 1_000_000, 0, DEFAULT_PRICES), 2)
+        0.15
+    """
+    price = find_price(model, prices)
+    if price is None:
+        return 0.0
+    return (
+        input_tokens * price.input_per_million + output_tokens * price.output_per_million
+    ) / 1_000_000

@@ -1,0 +1,182 @@
+"""Shared fixtures: the simulator, Dagster instances on SQLite and Postgres, and a network guard.
+
+The guard has two layers. ``LLM_ASSETS_OFFLINE=1`` (inherited by every subprocess the tests
+start) makes ``LLMResource`` refuse a non-loopback endpoint before sending anything. Inside
+the test process, any socket connection to a non-loopback address is refused and the test
+that tried it fails loudly, even when the library under test swallowed the error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+os.environ["LLM_ASSETS_OFFLINE"] = "1"
+os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
+
+from llm_assets.simulator import SimulatorServer  # noqa: E402
+from resources.ledger import ResponseLedger  # noqa: E402
+from resources.llm import LLMResource  # noqa: E402
+from resources.parquet_io import ParquetIOManager  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+TEST_API_KEY = "sk-test-DO-NOT-LEAK-4f9c2a7e1b"
+
+_blocked_connections: list[str] = []
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_local(address: Any) -> bool:
+    if not isinstance(address, tuple):  # a unix socket path
+        return True
+    host = str(address[0])
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if not _is_local(address):
+        _blocked_connections.append(repr(address))
+        raise ConnectionRefusedError(f"tests may not connect to non-loopback {address!r}")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+    if not _is_local(address):
+        _blocked_connections.append(repr(address))
+        raise ConnectionRefusedError(f"tests may not connect to non-loopback {address!r}")
+    return _real_connect_ex(self, address)
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def no_remote_llm_calls() -> Iterator[None]:
+    """Fails the test if anything tried to reach a non-loopback address."""
+    _blocked_connections.clear()
+    yield
+    if _blocked_connections:
+        blocked = ", ".join(_blocked_connections)
+        _blocked_connections.clear()
+        pytest.fail(f"a test tried to reach a non-loopback host: {blocked}")
+
+
+@pytest.fixture(scope="session")
+def _simulator_server() -> Iterator[SimulatorServer]:
+    with SimulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def simulator(_simulator_server: SimulatorServer) -> SimulatorServer:
+    """The in-process simulator, with default knobs and zeroed counters."""
+    _simulator_server.reset()
+    _simulator_server.configure(**_DEFAULT_KNOBS)
+    return _simulator_server
+
+
+_DEFAULT_KNOBS: dict[str, Any] = {
+    "latency_ms": 0,
+    "latency_jitter": 0.0,
+    "rpm": 0,
+    "tpm": 0,
+    "fault_500": 0.0,
+    "fault_503": 0.0,
+    "fault_disconnect": 0.0,
+    "fault_slow": 0.0,
+    "fault_malformed_json": 0.0,
+    "fault_length": 0.0,
+    "insufficient_quota": False,
+    "api_keys": [],
+}
+
+
+@pytest.fixture
+def sqlite_instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """A real Dagster instance on SQLite in ``tmp_path``."""
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        yield instance
+
+
+def make_resources(
+    simulator: SimulatorServer, tmp_path: Path, **llm_overrides: Any
+) -> dict[str, Any]:
+    """Resources for the example pipeline against the simulator, storing under ``tmp_path``."""
+    llm_kwargs: dict[str, Any] = {
+        "base_url": simulator.base_url,
+        "api_key": TEST_API_KEY,
+        "model": "sim-small",
+        "max_concurrency": 16,
+        "retry_backoff_s": 0.01,
+        "retry_backoff_max_s": 0.1,
+    }
+    llm_kwargs.update(llm_overrides)
+    return {
+        "llm": LLMResource(**llm_kwargs),
+        "ledger": ResponseLedger(backend="sqlite", sqlite_path=str(tmp_path / "ledger.sqlite")),
+        "io_manager": ParquetIOManager(base_dir=str(tmp_path / "data")),
+    }
+
+
+@pytest.fixture
+def resources(simulator: SimulatorServer, tmp_path: Path) -> dict[str, Any]:
+    """Example-pipeline resources bound to the simulator and ``tmp_path``."""
+    return make_resources(simulator, tmp_path)
+
+
+def _postgres_admin() -> Any:
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(PG_ADMIN_DSN)
+    except psycopg2.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432 ({exc}); start it to run this test")
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty database on the local Postgres server, dropped afterwards."""
+    admin = _postgres_admin()
+    name = f"llm_assets_test_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def postgres_instance(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance built from the repository's production ``dagster.yaml``."""
+    home = tmp_path / "pg_dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_PG_URL", postgres_url)
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        yield instance
+    finally:
+        instance.dispose()

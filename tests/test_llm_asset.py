@@ -1,0 +1,226 @@
+"""``llm_asset`` on small tables: versions and staleness, bad input, provider errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+import pandas as pd
+import pytest
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContextForTest
+from pydantic import BaseModel
+
+from llm_assets import LLMTask, llm_asset
+from llm_assets.simulator import SimulatorServer
+from resources.errors import AuthenticationFailed, MissingColumnsError, UserError
+from resources.llm import LLMResource
+from tests.conftest import TEST_API_KEY, make_resources
+
+REGIONS = dg.StaticPartitionsDefinition(["eu", "us"])
+
+
+class Label(BaseModel):
+    label: Literal["positive", "negative"]
+    reason: str
+
+
+def make_task(**overrides: Any) -> LLMTask:
+    spec: dict[str, Any] = {
+        "name": "label",
+        "system_prompt": "Label the sentiment.",
+        "user_prompt": "Text: {text}",
+        "output_schema": Label,
+        "id_column": "id",
+    }
+    spec.update(overrides)
+    return LLMTask(**spec)
+
+
+def source_asset(rows: list[dict[str, Any]], name: str = "texts") -> dg.AssetsDefinition:
+    @dg.asset(name=name, partitions_def=REGIONS)
+    def _source() -> pd.DataFrame:
+        return pd.DataFrame(rows)
+
+    return _source
+
+
+ROWS = [{"id": i, "text": f"review number {i} says it is fine"} for i in range(5)]
+
+
+def _run(
+    assets: list[dg.AssetsDefinition],
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    partition: str = "eu",
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        assets, partition_key=partition, resources=resources, instance=instance,
+        raise_on_error=False,
+    )
+
+
+def _step_error(result: dg.ExecuteInProcessResult) -> str:
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert failures, "expected a step failure"
+    error = failures[0].step_failure_data.error
+    assert error is not None
+    return error.to_string()
+
+
+def test_prompt_change_changes_code_version_and_marks_stale(
+    sqlite_instance: dg.DagsterInstance, resources: dict[str, Any]
+) -> None:
+    source = source_asset(ROWS)
+    v1 = llm_asset(make_task(), upstream=source)
+    v2 = llm_asset(make_task(user_prompt="Classify this text: {text}"), upstream=source)
+    assert v1.code_versions_by_key[v1.key] != v2.code_versions_by_key[v2.key]
+    assert v1.code_versions_by_key[v1.key] == make_task().version
+
+    assert _run([source, v1], resources, sqlite_instance).success
+
+    def status(asset: dg.AssetsDefinition) -> StaleStatus:
+        graph = dg.Definitions(assets=[source, asset]).resolve_asset_graph()
+        resolver = CachingStaleStatusResolver(
+            sqlite_instance, graph, LoadingContextForTest(sqlite_instance)
+        )
+        return resolver.get_status(asset.key, "eu")
+
+    assert status(v1) == StaleStatus.FRESH
+    assert status(v2) == StaleStatus.STALE
+
+
+def test_missing_column_fails_before_any_request(
+    sqlite_instance: dg.DagsterInstance, simulator: SimulatorServer, resources: dict[str, Any]
+) -> None:
+    source = source_asset([{"id": 1, "body": "x", "stars": 5}])
+    asset = llm_asset(make_task(), upstream=source)
+    result = _run([source, asset], resources, sqlite_instance)
+    assert not result.success
+    message = _step_error(result)
+    assert "MissingColumnsError" in message
+    assert "'text'" in message and "columns present: id, body, stars" in message
+    assert "columns={'text':" in message
+    assert simulator.stats()["requests_total"] == 0
+
+
+def test_missing_column_error_pickles_with_its_message() -> None:
+    import pickle
+
+    err = MissingColumnsError("a", ["text"], ["id"], "texts")
+    again = pickle.loads(pickle.dumps(err))
+    assert str(again) == str(err) and again.missing == ["text"]
+
+
+def test_empty_partition_gives_empty_table_and_no_requests(
+    sqlite_instance: dg.DagsterInstance,
+    simulator: SimulatorServer,
+    resources: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    @dg.asset(name="texts", partitions_def=REGIONS)
+    def empty_source() -> pd.DataFrame:
+        return pd.DataFrame({"id": pd.Series([], dtype="int64"), "text": pd.Series([], dtype="str")})
+
+    asset = llm_asset(make_task(), upstream=empty_source)
+    result = _run([empty_source, asset], resources, sqlite_instance)
+    assert result.success
+    table = pd.read_parquet(tmp_path / "data" / "label" / "eu.parquet")
+    assert len(table) == 0
+    assert {"id", "label", "reason", "llm_status", "llm_request_hash"} <= set(table.columns)
+    assert simulator.stats()["requests_total"] == 0
+
+
+def test_invalid_schema_answer_marks_only_that_row_failed(
+    sqlite_instance: dg.DagsterInstance,
+    simulator: SimulatorServer,
+    resources: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    rows = [*ROWS, {"id": 99, "text": "broken [[sim:invalid_json]]"}]
+    source = source_asset(rows)
+    asset = llm_asset(make_task(), upstream=source)
+    result = _run([source, asset], resources, sqlite_instance)
+    assert result.success
+    table = pd.read_parquet(tmp_path / "data" / "label" / "eu.parquet").set_index("id")
+    assert len(table) == len(rows)
+    bad = table.loc[99]
+    assert bad["llm_status"] == "failed" and bad["llm_error_class"] == "invalid_schema"
+    assert "does not match Label" in bad["llm_error"]
+    assert pd.isna(bad["label"])
+    assert (table.drop(index=99)["llm_status"] == "ok").all()
+    meta = result.asset_materializations_for_node("label")[0].metadata
+    assert meta["failed"].value == 1 and meta["ok"].value == len(ROWS)
+
+
+def test_prompt_over_context_window_fails_that_row_without_sending(
+    sqlite_instance: dg.DagsterInstance,
+    simulator: SimulatorServer,
+    resources: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    rows = [{"id": 1, "text": "short"}, {"id": 2, "text": "word " * 20_000}]
+    source = source_asset(rows)
+    asset = llm_asset(make_task(), upstream=source)
+    assert _run([source, asset], resources, sqlite_instance).success
+    table = pd.read_parquet(tmp_path / "data" / "label" / "eu.parquet").set_index("id")
+    assert table.loc[1, "llm_status"] == "ok"
+    assert table.loc[2, "llm_error_class"] == "context_length_exceeded"
+    assert "context window" in table.loc[2, "llm_error"]
+    assert simulator.stats()["chat_requests"] == 1
+
+
+def test_unauthorized_key_fails_step_at_once_without_retry_storm(
+    sqlite_instance: dg.DagsterInstance, simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    simulator.configure(api_keys=["sk-the-right-key"])
+    resources = make_resources(simulator, tmp_path, max_concurrency=4)
+    rows = [{"id": i, "text": f"row {i}"} for i in range(200)]
+    source = source_asset(rows)
+    asset = llm_asset(make_task(), upstream=source)
+    result = _run([source, asset], resources, sqlite_instance)
+    assert not result.success
+    message = _step_error(result)
+    assert "AuthenticationFailed" in message and "API key" in message
+    assert TEST_API_KEY not in message
+    assert simulator.stats()["chat_requests"] <= 4
+
+
+def test_insufficient_quota_fails_step_with_billing_message(
+    sqlite_instance: dg.DagsterInstance, simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    simulator.configure(insufficient_quota=True)
+    resources = make_resources(simulator, tmp_path, max_concurrency=4)
+    source = source_asset([{"id": i, "text": f"row {i}"} for i in range(100)])
+    asset = llm_asset(make_task(), upstream=source)
+    result = _run([source, asset], resources, sqlite_instance)
+    assert not result.success
+    message = _step_error(result)
+    assert "QuotaExhausted" in message and "credit" in message
+    assert simulator.stats()["chat_requests"] <= 4
+
+
+def test_offline_guard_refuses_remote_endpoint() -> None:
+    llm = LLMResource(base_url="https://api.openai.com/v1", api_key="sk-x")
+    with pytest.raises(UserError, match="LLM_ASSETS_OFFLINE"):
+        llm.run_requests([], lambda r: None)
+
+
+def test_socket_guard_blocks_non_loopback_connections() -> None:
+    import socket
+
+    from tests import conftest
+
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError, match="non-loopback"):
+        sock.connect(("203.0.113.7", 443))
+    assert conftest._blocked_connections == ["('203.0.113.7', 443)"]
+    conftest._blocked_connections.clear()
+
+
+def test_authentication_error_pickles() -> None:
+    import pickle
+
+    err = AuthenticationFailed("bad key", status_code=401, code="invalid_api_key")
+    again = pickle.loads(pickle.dumps(err))
+    assert isinstance(again, AuthenticationFailed) and again.status_code == 401
