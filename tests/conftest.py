@@ -110,7 +110,9 @@ _DEFAULT_KNOBS: dict[str, Any] = {
 @pytest.fixture
 def sqlite_instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     """A real Dagster instance on SQLite in ``tmp_path``."""
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
         yield instance
 
 

@@ -108,11 +108,15 @@ def test_partition_range_is_one_run_and_three_files(
     for asset in ("raw_reviews", "review_insights", "daily_digest"):
         files = sorted(p.name for p in (tmp_path / "data" / asset).glob("*.parquet"))
         assert files == [f"{d}.parquet" for d in days]
+    hashes: set[str] = set()
     for day in days:
         insights = pd.read_parquet(tmp_path / "data" / "review_insights" / f"{day}.parquet")
         assert insights["review_id"].str.startswith(day).all()
         assert len(insights) == len(generate_reviews(day))
+        assert (insights["llm_status"] == "ok").all()
+        hashes |= set(insights["llm_request_hash"])
     materialized = sqlite_instance.get_materialized_partitions(INSIGHTS)
     assert materialized == set(days)
-    expected = sum(len(generate_reviews(d)) for d in days) + len(days)
-    assert simulator.stats()["chat_completions"] == expected
+    # Reviews with identical text across days are one request: sent once, answered for both.
+    assert simulator.stats()["chat_completions"] == len(hashes) + len(days)
+    assert simulator.stats()["duplicate_requests"] == 0

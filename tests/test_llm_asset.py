@@ -81,7 +81,7 @@ def test_prompt_change_changes_code_version_and_marks_stale(
     assert _run([source, v1], resources, sqlite_instance).success
 
     def status(asset: dg.AssetsDefinition) -> StaleStatus:
-        graph = dg.Definitions(assets=[source, asset]).resolve_asset_graph()
+        graph = dg.Definitions(assets=[source, asset], resources=resources).resolve_asset_graph()
         resolver = CachingStaleStatusResolver(
             sqlite_instance, graph, LoadingContextForTest(sqlite_instance)
         )
