@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     trace.add_argument("--partition", default=None, help="partition key")
     trace.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
+    # Beta/preview notices about Dagster's own APIs are noise on a command line.
+    warnings.filterwarnings("ignore", module="dagster")
 
     if args.command == "trace":
         return _trace(args.asset, args.row, args.partition, as_json=args.json)

@@ -77,7 +77,10 @@ def run_demo(partition: str) -> int:
         print(f"materializing partition {partition} of the example pipeline "
               f"(simulator at {simulator.base_url}; answers are placeholders)")
         result = job.execute_in_process(
-            partition_key=partition, instance=instance, raise_on_error=False
+            partition_key=partition,
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
         data_dir = Path(os.environ.get("LLM_ASSETS_DATA_DIR", "data")).resolve()
         print(f"\nrun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
@@ -88,6 +91,7 @@ def run_demo(partition: str) -> int:
             print(f"  {key:16} rows={meta.get('rows')} ok={meta.get('ok')} "
                   f"failed={meta.get('failed')} requests={meta.get('requests_sent')} "
                   f"cache_hits={meta.get('cache_hits')} tokens={meta.get('tokens')} "
+                  f"saved=${float(meta.get('saved_usd', 0.0)):.4f} "
                   f"cost=${float(meta.get('cost_usd', 0.0)):.4f}")
         print(f"  total new spend: ${total_cost:.4f} (simulated prices)")
         print(f"\nParquet files: {data_dir}/<asset>/{partition}.parquet")

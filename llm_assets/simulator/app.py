@@ -1,0 +1,361 @@
+"""HTTP routes: the OpenAI subset the simulator speaks, plus the ``/_simulator`` control plane.
+
+All state lives on one event loop; handlers never ``await`` between reading and updating a
+counter or a rate window, so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import math
+import random
+import time
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from llm_assets.simulator import errors, parsing
+from llm_assets.simulator.config import DEFAULT_MODELS, SIMULATOR_NAME, SimulatorConfig
+from llm_assets.simulator.content import ResponseFormatError, build_content, finish_answer
+from llm_assets.simulator.faults import (
+    Marker,
+    MarkerError,
+    choose_fault,
+    draw_latency_s,
+    find_marker,
+)
+from llm_assets.simulator.limits import RateLimiter
+from llm_assets.simulator.parsing import InvalidRequest
+from llm_assets.simulator.stats import SimulatorStats
+from llm_assets.simulator.tokens import estimate_prompt_tokens, estimate_tokens
+from llm_assets.simulator.vectors import embed, to_base64
+
+_SCOPE_KEY = "llm_assets.simulator"
+_DROPPED = "llm-assets-simulator dropped this connection on purpose (fault injection)"
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(body, status, headers, media_type="application/json")
+
+
+class _DropConnection(Response):
+    """Sends nothing and asks ``SimulatorApp`` to make the server close the connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[_SCOPE_KEY]["drop"] = True
+
+
+class _DropLogFilter(logging.Filter):
+    """Hides uvicorn's complaint about the deliberate drop; real app errors still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.args, tuple) and _DROPPED in record.args)
+
+
+def _install_drop_log_filter() -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(existing, _DropLogFilter) for existing in logger.filters):
+        logger.addFilter(_DropLogFilter())
+
+
+class SimulatorApp:
+    """ASGI application of the simulator; serve it with uvicorn.
+
+    Args:
+        config: Initial knobs; defaults to ``SimulatorConfig()``.
+    """
+
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        self.stats = SimulatorStats()
+        self.limiter = RateLimiter()
+        self.models_seen: dict[str, None] = dict.fromkeys(DEFAULT_MODELS)
+        self._request_ids = itertools.count(1)
+        not_found = {404: self._unknown_url, 405: self._unknown_url}
+        self._router = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/v1/models", self.list_models, methods=["GET"]),
+                Route("/v1/models/{model:path}", self.retrieve_model, methods=["GET"]),
+                Route("/_simulator/stats", self.get_stats, methods=["GET"]),
+                Route("/_simulator/config", self.get_config, methods=["GET"]),
+                Route("/_simulator/config", self.update_config, methods=["POST"]),
+                Route("/_simulator/reset", self.reset, methods=["POST"]),
+            ],
+            exception_handlers=not_found,  # type: ignore[arg-type]
+        )
+        _install_drop_log_filter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
+        """Serve one ASGI connection scope, counting ``/v1/*`` requests and their statuses."""
+        if scope["type"] != "http":
+            await self._router(scope, receive, send)
+            return None
+        state = {"drop": False}
+        scope[_SCOPE_KEY] = state
+        counted = scope["path"].startswith("/v1/")
+        if counted:
+            self.stats.requests_total += 1
+
+        async def counting_send(message: Any) -> None:
+            if counted and message["type"] == "http.response.start":
+                self.stats.status_counts[str(message["status"])] += 1
+            await send(message)
+
+        await self._router(scope, receive, counting_send)
+        # uvicorn closes the transport without a response when an app returns a value.
+        return _DROPPED if state["drop"] else None
+
+    # OpenAI endpoints
+
+    async def chat_completions(self, request: Request) -> Response:
+        """``POST /v1/chat/completions``."""
+        self.stats.chat_requests += 1
+        key, auth_failure = self._authenticate(request)
+        if auth_failure is not None:
+            return auth_failure
+        now = time.monotonic()
+        try:
+            body = parsing.parse_body(await request.body())
+            model = parsing.require_model(body)
+            messages = parsing.chat_messages(body)
+            max_tokens = parsing.completion_budget(body)
+            user_text = parsing.last_user_text(messages)
+            marker = find_marker(user_text)
+            response_format = body.get("response_format")
+            content_rng = random.Random(parsing.digest([model, messages, response_format]))
+            content = build_content(response_format, user_text, content_rng)
+        except (InvalidRequest, MarkerError, ResponseFormatError) as exc:
+            param = getattr(exc, "param", None) or (
+                "response_format" if isinstance(exc, ResponseFormatError) else "messages"
+            )
+            return self._refuse(400, errors.invalid_request(str(exc), param), key, now)
+        body_hash = parsing.digest(body)
+        if body_hash in self.stats.answered:
+            self.stats.duplicate_requests += 1
+        self.models_seen.setdefault(model)
+        prompt_tokens = estimate_prompt_tokens(messages)
+        context_window = self.config.context_window_for(model)
+        if self.config.insufficient_quota:
+            return self._refuse(429, errors.insufficient_quota(), key, now)
+        if prompt_tokens + (max_tokens or 0) > context_window:
+            error = errors.context_length_exceeded(context_window, prompt_tokens, max_tokens or 0)
+            return self._refuse(400, error, key, now)
+        admitted = self._admit(key, model, prompt_tokens + (max_tokens or 0), now)
+        if isinstance(admitted, Response):
+            return admitted
+        fault = await self._fault_and_delay(body_hash, marker, chat=True)
+        if fault in ("500", "503", "disconnect"):
+            return self._transport_fault(fault, admitted)
+        if fault == "context_length":
+            error = errors.context_length_exceeded(context_window, context_window + 1, 0)
+            return _json(error, 400, admitted)
+        answer = finish_answer(content, fault, max_tokens)
+        completion_tokens = estimate_tokens(answer.content or answer.refusal or "")
+        self.stats.chat_completions += 1
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        self.stats.answered.add(body_hash)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": answer.content,
+            "refusal": answer.refusal,
+            "annotations": [],
+        }
+        return _json(
+            {
+                "id": "chatcmpl-" + admitted["x-request-id"].removeprefix("req_"),
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "logprobs": None,
+                        "finish_reason": answer.finish_reason,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+                "service_tier": "default",
+                "system_fingerprint": SIMULATOR_NAME,
+            },
+            headers=admitted,
+        )
+
+    async def embeddings(self, request: Request) -> Response:
+        """``POST /v1/embeddings``."""
+        self.stats.embedding_requests += 1
+        key, auth_failure = self._authenticate(request)
+        if auth_failure is not None:
+            return auth_failure
+        now = time.monotonic()
+        try:
+            body = parsing.parse_body(await request.body())
+            model = parsing.require_model(body)
+            inputs = parsing.embedding_inputs(body)
+            dimensions = parsing.embedding_dimensions(body, self.config.embedding_dimensions)
+        except InvalidRequest as exc:
+            return self._refuse(400, errors.invalid_request(str(exc), exc.param), key, now)
+        self.models_seen.setdefault(model)
+        if self.config.insufficient_quota:
+            return self._refuse(429, errors.insufficient_quota(), key, now)
+        prompt_tokens = sum(estimate_tokens(text) for text in inputs)
+        admitted = self._admit(key, model, prompt_tokens, now)
+        if isinstance(admitted, Response):
+            return admitted
+        fault = await self._fault_and_delay(parsing.digest(body), None, chat=False)
+        if fault in ("500", "503", "disconnect"):
+            return self._transport_fault(fault, admitted)
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, text in enumerate(inputs):
+            vector = embed(text, model, dimensions)
+            encoded: Any = to_base64(vector) if as_base64 else vector
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        self.stats.embeddings += 1
+        self.stats.prompt_tokens += prompt_tokens
+        usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+        return _json(
+            {"object": "list", "data": data, "model": model, "usage": usage}, headers=admitted
+        )
+
+    async def list_models(self, request: Request) -> Response:
+        """``GET /v1/models``: the default simulated models plus every model requested so far."""
+        _, auth_failure = self._authenticate(request)
+        if auth_failure is not None:
+            return auth_failure
+        data = [self._model_card(model) for model in self.models_seen]
+        return _json({"object": "list", "data": data})
+
+    async def retrieve_model(self, request: Request) -> Response:
+        """``GET /v1/models/{model}``: every model name is accepted."""
+        _, auth_failure = self._authenticate(request)
+        if auth_failure is not None:
+            return auth_failure
+        return _json(self._model_card(request.path_params["model"]))
+
+    # Control plane
+
+    async def get_stats(self, request: Request) -> Response:
+        """``GET /_simulator/stats``."""
+        return _json(self.stats.snapshot(self.config, self.limiter))
+
+    async def get_config(self, request: Request) -> Response:
+        """``GET /_simulator/config``: the active knobs, keys masked."""
+        return _json(self.config.public_dump())
+
+    async def update_config(self, request: Request) -> Response:
+        """``POST /_simulator/config``: change some knobs, answer with all of them."""
+        try:
+            updates = parsing.parse_body(await request.body())
+            merged = {**self.config.model_dump(), **updates}
+            self.config = SimulatorConfig.model_validate(merged)
+        except InvalidRequest as exc:
+            return _json(errors.invalid_request(str(exc)), 400)
+        except ValidationError as exc:
+            message = f"invalid simulator config: {exc.errors(include_url=False)}"
+            return _json(errors.invalid_request(message), 400)
+        return _json(self.config.public_dump())
+
+    async def reset(self, request: Request) -> Response:
+        """``POST /_simulator/reset``: zero counters and rate windows, keep the config."""
+        self.stats.reset()
+        self.limiter.reset()
+        return _json({"reset": True})
+
+    # Helpers
+
+    def _authenticate(self, request: Request) -> tuple[str, Response | None]:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        if token and (not self.config.api_keys or token in self.config.api_keys):
+            return token, None
+        return token, _json(errors.invalid_api_key(token), 401)
+
+    def _next_request_id(self) -> str:
+        return f"req_sim_{next(self._request_ids)}"
+
+    def _refuse(self, status: int, body: dict[str, Any], key: str, now: float) -> Response:
+        """Answer an unadmitted request, still reporting the key's rate-limit window."""
+        config = self.config
+        decision = self.limiter.peek(
+            key, now, rpm=config.rpm, tpm=config.tpm, window_s=config.window_s
+        )
+        headers = {**decision.headers, "x-request-id": self._next_request_id()}
+        return _json(body, status, headers)
+
+    def _admit(self, key: str, model: str, cost: int, now: float) -> dict[str, str] | Response:
+        """Charge the key's window; return the response headers, or the 429 to send."""
+        config = self.config
+        decision = self.limiter.admit(
+            key, cost, now, rpm=config.rpm, tpm=config.tpm, window_s=config.window_s
+        )
+        headers = {**decision.headers, "x-request-id": self._next_request_id()}
+        if decision.admitted:
+            return headers
+        self.stats.rate_limited += 1
+        kind = decision.limited_by or "requests"
+        limit = config.rpm if kind == "requests" else config.tpm
+        requested = 1 if kind == "requests" else cost
+        wait = decision.retry_after_s
+        wait_text = None
+        if wait is not None:
+            wait_ms = max(1, math.ceil(wait * 1000))
+            wait_text = f"{wait_ms / 1000:g}s"
+            headers["retry-after"] = f"{wait_ms / 1000:g}"
+            headers["retry-after-ms"] = str(wait_ms)
+        body = errors.rate_limit_exceeded(kind, model, limit, decision.used, requested, wait_text)
+        return _json(body, 429, headers)
+
+    async def _fault_and_delay(
+        self, body_hash: str, marker: Marker | None, *, chat: bool
+    ) -> str | None:
+        """Pick this admission's fault, sleep its latency, and count the fault."""
+        seen = self.stats.times_admitted.get(body_hash, 0)
+        self.stats.times_admitted[body_hash] = seen + 1
+        rng = random.Random(f"{self.config.seed}:{body_hash}:{seen}")
+        fault = choose_fault(self.config, rng, marker, seen, chat=chat)
+        if fault is not None:
+            self.stats.faults_injected[fault] += 1
+        delay = draw_latency_s(self.config, rng)
+        if fault == "slow":
+            delay += self.config.slow_ms / 1000
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return fault
+
+    @staticmethod
+    def _transport_fault(fault: str, headers: dict[str, str]) -> Response:
+        if fault == "disconnect":
+            return _DropConnection()
+        status = int(fault)
+        return _json(errors.server_error(status), status, headers)
+
+    @staticmethod
+    def _model_card(model: str) -> dict[str, Any]:
+        return {"id": model, "object": "model", "created": 0, "owned_by": SIMULATOR_NAME}
+
+    @staticmethod
+    async def _unknown_url(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        message = f"Invalid URL ({request.method} {request.url.path})"
+        return _json(errors.error_body(message, "invalid_request_error"), status)

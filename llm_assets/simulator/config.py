@@ -1,0 +1,118 @@
+"""Knobs of the OpenAI-compatible simulator, as one validated pydantic model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llm_assets.simulator.errors import mask_key
+
+SIMULATOR_NAME = "llm-assets-simulator"
+"""Label used wherever a response could be mistaken for a real model's output."""
+
+DEFAULT_MODELS: tuple[str, ...] = ("sim-small", "sim-large")
+
+
+class SimulatorConfig(BaseModel):
+    """Every runtime knob of the simulator.
+
+    All knobs can be changed while the server runs (``POST /_simulator/config``), set from the
+    command line (``--latency-ms 20``), or passed to ``SimulatorServer`` / ``SimulatorProcess``.
+    Fault fractions are independent draws per admitted request from an RNG derived from
+    ``seed`` and the request, so a given workload sees the same faults run after run.
+
+    Examples:
+        >>> from llm_assets.simulator import SimulatorConfig
+        >>> config = SimulatorConfig(rpm=60, window_s=6.0, fault_503=0.05)
+        >>> config.model_copy(update={"latency_ms": 25.0}).latency_ms
+        25.0
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="Accepted bearer tokens; empty accepts any non-empty token.",
+    )
+    seed: int = Field(default=0, description="Seed for latency and fault draws.")
+
+    latency_ms: float = Field(default=0.0, ge=0, description="Mean added latency per request.")
+    latency_jitter: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Lognormal sigma around latency_ms (0 = constant); draws capped at 10x mean.",
+    )
+
+    rpm: int = Field(default=0, ge=0, description="Requests per window per key; 0 = unlimited.")
+    tpm: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Tokens per window per key, counted at admission as prompt estimate + max_tokens "
+            "(as OpenAI does); 0 = unlimited."
+        ),
+    )
+    window_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Length of the sliding rate-limit window in seconds (60 mimics 'per minute').",
+    )
+
+    context_window: int = Field(
+        default=16_384, gt=0, description="Context window in tokens for models not listed below."
+    )
+    context_windows: dict[str, int] = Field(
+        default_factory=dict, description="Per-model context window overrides, in tokens."
+    )
+    embedding_dimensions: int = Field(
+        default=256, gt=0, description="Embedding size when the request has no `dimensions`."
+    )
+
+    fault_500: float = Field(default=0.0, ge=0, le=1, description="Fraction answered HTTP 500.")
+    fault_503: float = Field(default=0.0, ge=0, le=1, description="Fraction answered HTTP 503.")
+    fault_disconnect: float = Field(
+        default=0.0, ge=0, le=1, description="Fraction whose connection is closed unanswered."
+    )
+    fault_slow: float = Field(
+        default=0.0, ge=0, le=1, description="Fraction delayed by slow_ms so clients time out."
+    )
+    fault_malformed_json: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Fraction of chat answers whose content is truncated, invalid JSON.",
+    )
+    fault_length: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Fraction of chat answers cut short with finish_reason 'length'.",
+    )
+    slow_ms: float = Field(default=30_000.0, ge=0, description="Delay applied by the slow fault.")
+    insufficient_quota: bool = Field(
+        default=False,
+        description="Answer every request 429 insufficient_quota, like an account out of credit.",
+    )
+
+    def context_window_for(self, model: str) -> int:
+        """Return the context window, in tokens, that applies to ``model``.
+
+        Args:
+            model: Model name from the request.
+
+        Returns:
+            The per-model override if present, else ``context_window``.
+        """
+        return self.context_windows.get(model, self.context_window)
+
+    def public_dump(self) -> dict[str, Any]:
+        """Return the config as JSON-ready data with API keys masked.
+
+        Returns:
+            A dict safe to show in stats output or logs.
+        """
+        data = self.model_dump(mode="json")
+        data["api_keys"] = [mask_key(key) for key in self.api_keys]
+        return data
