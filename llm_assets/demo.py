@@ -74,8 +74,10 @@ def run_demo(partition: str) -> int:
         defs = build_definitions("local")
         job = defs.resolve_job_def("nightly_enrichment")
         instance = dg.DagsterInstance.get()
-        print(f"materializing partition {partition} of the example pipeline "
-              f"(simulator at {simulator.base_url}; answers are placeholders)")
+        print(
+            f"materializing partition {partition} of the example pipeline "
+            f"(simulator at {simulator.base_url}; answers are placeholders)"
+        )
         result = job.execute_in_process(
             partition_key=partition,
             instance=instance,
@@ -88,17 +90,21 @@ def run_demo(partition: str) -> int:
         for key in ("review_insights", "daily_digest"):
             meta = _metadata(instance, key)
             total_cost += float(meta.get("cost_usd", 0.0))
-            print(f"  {key:16} rows={meta.get('rows')} ok={meta.get('ok')} "
-                  f"failed={meta.get('failed')} requests={meta.get('requests_sent')} "
-                  f"cache_hits={meta.get('cache_hits')} tokens={meta.get('tokens')} "
-                  f"saved=${float(meta.get('saved_usd', 0.0)):.4f} "
-                  f"cost=${float(meta.get('cost_usd', 0.0)):.4f}")
+            print(
+                f"  {key:16} rows={meta.get('rows')} ok={meta.get('ok')} "
+                f"failed={meta.get('failed')} requests={meta.get('requests_sent')} "
+                f"cache_hits={meta.get('cache_hits')} tokens={meta.get('tokens')} "
+                f"saved=${float(meta.get('saved_usd', 0.0)):.4f} "
+                f"cost=${float(meta.get('cost_usd', 0.0)):.4f}"
+            )
         print(f"  total new spend: ${total_cost:.4f} (simulated prices)")
         print(f"\nParquet files: {data_dir}/<asset>/{partition}.parquet")
         print(f"Dagster instance (SQLite): {home}")
         print("Open the UI: make ui  ->  http://127.0.0.1:3000")
-        print(f"Trace a row: .venv/bin/python -m llm_assets trace review_insights "
-              f"--partition {partition} --row {partition}-0000")
+        print(
+            f"Trace a row: .venv/bin/python -m llm_assets trace review_insights "
+            f"--partition {partition} --row {partition}-0000"
+        )
         return 0 if result.success else 1
     finally:
         simulator.stop()
@@ -111,8 +117,18 @@ def run_ui(port: int = 3000) -> int:
     print(f"simulator at {simulator.base_url}; Dagster UI at http://127.0.0.1:{port}")
     try:
         return subprocess.call(
-            [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port),
-             "-w", "workspace.yaml"],
+            [
+                sys.executable,
+                "-m",
+                "dagster",
+                "dev",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                "workspace.yaml",
+            ],
         )
     except KeyboardInterrupt:
         return 0

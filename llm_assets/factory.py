@@ -1,6 +1,5 @@
 """``llm_asset``: turns an ``LLMTask`` and an upstream asset into a partitioned Dagster asset."""
 
-
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -181,8 +180,9 @@ def llm_asset(
         context: dg.AssetExecutionContext, config: LLMAssetConfig, upstream: Any
     ) -> dg.MaterializeResult:
         partition_keys: list[str | None] = (
-            list(context.partition_keys) if context.has_partition_key_range
-            or context.has_partition_key else [None]
+            list(context.partition_keys)
+            if context.has_partition_key_range or context.has_partition_key
+            else [None]
         )
         frames = _frames_by_partition(upstream, partition_keys)
         if prepare is not None:
@@ -204,9 +204,13 @@ def llm_asset(
         )
         combined = pd.concat(list(outputs.values()), ignore_index=True)
         metadata = summary_metadata(task, summary)
-        preview_columns = [task.id_column or ROW_INDEX_COLUMN, *passthrough,
-                           *task.output_schema.model_fields,
-                           "llm_status", "llm_error"]
+        preview_columns = [
+            task.id_column or ROW_INDEX_COLUMN,
+            *passthrough,
+            *task.output_schema.model_fields,
+            "llm_status",
+            "llm_error",
+        ]
         metadata["preview"] = dg.MetadataValue.md(markdown_preview(combined, preview_columns))
         if report is not None:
             metadata.update(report(combined))

@@ -58,9 +58,13 @@ def parse_answer(
     if message.get("refusal"):
         return None, "refusal", f"the model refused: {message['refusal']}"
     if finish == "length":
-        return None, "truncated", (
-            "the answer was cut at max_output_tokens (finish_reason=length); raise "
-            "max_output_tokens on the task"
+        return (
+            None,
+            "truncated",
+            (
+                "the answer was cut at max_output_tokens (finish_reason=length); raise "
+                "max_output_tokens on the task"
+            ),
         )
     if finish == "content_filter":
         return None, "content_filter", "the provider's content filter withheld the answer"
@@ -74,8 +78,13 @@ def parse_answer(
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
             for err in exc.errors()[:3]
         )
-        return None, "invalid_schema", (
-            f"the answer does not match {schema.__name__}: {problems} (answer: {content[:200]!r})"
+        return (
+            None,
+            "invalid_schema",
+            (
+                f"the answer does not match {schema.__name__}: {problems} "
+                f"(answer: {content[:200]!r})"
+            ),
         )
     return answer.model_dump(mode="json"), None, None
 

@@ -89,7 +89,9 @@ def check_columns(
     needed = dict.fromkeys([*task.required_columns, *passthrough])
     missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise MissingColumnsError(step.asset_key, missing, [str(c) for c in df.columns], step.upstream)
+        raise MissingColumnsError(
+            step.asset_key, missing, [str(c) for c in df.columns], step.upstream
+        )
 
 
 def _plan_rows(
@@ -113,17 +115,22 @@ def _plan_rows(
             messages = task.render_messages(values)
             est = task.estimate_prompt_tokens(messages)
             if window is not None and est + task.max_output_tokens > window:
-                rows.append(_Row(partition, row_id, extra, pre_error=("context_length_exceeded", (
-                    f"the prompt is about {est} tokens; with max_output_tokens="
-                    f"{task.max_output_tokens} it is over the {window}-token context window of "
-                    f"'{model}'. Shorten the input or use a model with a larger window"
-                ))))
+                error = _over_window(est, task.max_output_tokens, window, model)
+                rows.append(_Row(partition, row_id, extra, pre_error=error))
                 continue
             body = task.request_body(messages, model)
             key = request_hash(body)
             requests.setdefault(key, ChatRequest(key=key, body=body, est_prompt_tokens=est))
             rows.append(_Row(partition, row_id, extra, key=key))
     return rows, requests
+
+
+def _over_window(est: int, max_output: int, window: int, model: str) -> tuple[str, str]:
+    return "context_length_exceeded", (
+        f"the prompt is about {est} tokens; with max_output_tokens={max_output} it is over "
+        f"the {window}-token context window of '{model}'. Shorten the input or use a model "
+        "with a larger window"
+    )
 
 
 def _text(value: Any) -> Any:
@@ -167,9 +174,7 @@ def run_task(
     for df in frames.values():
         check_columns(task, df, step, passthrough_columns)
     model = task.model or llm.model
-    rows, requests = _plan_rows(
-        task, frames, model, llm.context_window(model), passthrough_columns
-    )
+    rows, requests = _plan_rows(task, frames, model, llm.context_window(model), passthrough_columns)
     summary = StepSummary(rows=len(rows))
     summary.duplicates_collapsed = sum(1 for r in rows if r.key) - len(requests)
 
@@ -200,14 +205,23 @@ def run_task(
         results[result.key] = result
         if result.ok and writer is not None:
             request = requests[result.key]
-            writer.add(LedgerEntry(
-                key=result.key, response=result.body or {}, request=request.body,
-                model=result.model, input_tokens=result.input_tokens,
-                output_tokens=result.output_tokens, cost_usd=result.cost_usd,
-                latency_s=result.latency_s, created_at=paid_at, run_id=step.run_id,
-                asset_key=step.asset_key, partition_key=partition_of.get(result.key),
-                task_version=task.version,
-            ))
+            writer.add(
+                LedgerEntry(
+                    key=result.key,
+                    response=result.body or {},
+                    request=request.body,
+                    model=result.model,
+                    input_tokens=result.input_tokens,
+                    output_tokens=result.output_tokens,
+                    cost_usd=result.cost_usd,
+                    latency_s=result.latency_s,
+                    created_at=paid_at,
+                    run_id=step.run_id,
+                    asset_key=step.asset_key,
+                    partition_key=partition_of.get(result.key),
+                    task_version=task.version,
+                )
+            )
 
     def spent() -> float:
         return sum(r.cost_usd for r in results.values())
@@ -266,19 +280,28 @@ def _assemble(
             error_class, error = row.pre_error
         elif row.key in hits:
             entry = hits[row.key]
-            meta.update(llm_model=entry.model, llm_input_tokens=entry.input_tokens,
-                        llm_output_tokens=entry.output_tokens, llm_cost_usd=entry.cost_usd,
-                        llm_latency_s=entry.latency_s, llm_cached=True,
-                        llm_paid_by_run_id=entry.run_id)
+            meta.update(
+                llm_model=entry.model,
+                llm_input_tokens=entry.input_tokens,
+                llm_output_tokens=entry.output_tokens,
+                llm_cost_usd=entry.cost_usd,
+                llm_latency_s=entry.latency_s,
+                llm_cached=True,
+                llm_paid_by_run_id=entry.run_id,
+            )
             if row.key not in parsed:
                 parsed[row.key] = parse_answer(entry.response, task.output_schema)
             answer, error_class, error = parsed[row.key]
         else:
             result = results[row.key]  # type: ignore[index]
-            meta.update(llm_model=result.model, llm_input_tokens=result.input_tokens,
-                        llm_output_tokens=result.output_tokens, llm_cost_usd=result.cost_usd,
-                        llm_latency_s=result.latency_s,
-                        llm_paid_by_run_id=step.run_id if result.ok else None)
+            meta.update(
+                llm_model=result.model,
+                llm_input_tokens=result.input_tokens,
+                llm_output_tokens=result.output_tokens,
+                llm_cost_usd=result.cost_usd,
+                llm_latency_s=result.latency_s,
+                llm_paid_by_run_id=step.run_id if result.ok else None,
+            )
             if result.ok:
                 if row.key not in parsed:
                     parsed[row.key] = parse_answer(result.body, task.output_schema)
@@ -312,15 +335,18 @@ def _to_frame(
     if not records:
         return empty
     df = pd.DataFrame.from_records(records, columns=list(empty.columns))
-    defaults = {"llm_input_tokens": 0, "llm_output_tokens": 0, "llm_cost_usd": 0.0,
-                "llm_latency_s": 0.0, "llm_cached": False}
+    defaults = {
+        "llm_input_tokens": 0,
+        "llm_output_tokens": 0,
+        "llm_cost_usd": 0.0,
+        "llm_latency_s": 0.0,
+        "llm_cached": False,
+    }
     df = df.fillna(value=defaults)
     return df.astype(PROVENANCE_COLUMNS)
 
 
-def _progress_logger(
-    log: Any, asset: str, total: int
-) -> Callable[[EngineStats, int], None]:
+def _progress_logger(log: Any, asset: str, total: int) -> Callable[[EngineStats, int], None]:
     def report(stats: EngineStats, concurrency: int) -> None:
         elapsed = max(1e-9, time.monotonic() - stats.started_at)
         per_min = stats.done / elapsed * 60

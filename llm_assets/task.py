@@ -168,9 +168,7 @@ class LLMTask(BaseModel):
         """Fills the templates from one row's values (keyed by template variable)."""
         messages = []
         if self.system_prompt:
-            messages.append(
-                {"role": "system", "content": self.system_prompt.format_map(values)}
-            )
+            messages.append({"role": "system", "content": self.system_prompt.format_map(values)})
         messages.append({"role": "user", "content": self.user_prompt.format_map(values)})
         return messages
 
@@ -181,7 +179,11 @@ class LLMTask(BaseModel):
             "messages": messages,
             "response_format": {
                 "type": "json_schema",
-                "json_schema": {"name": self.name, "schema": self.json_schema, "strict": self.strict},
+                "json_schema": {
+                    "name": self.name,
+                    "schema": self.json_schema,
+                    "strict": self.strict,
+                },
             },
             self.max_tokens_param: self.max_output_tokens,
             **self.params,

@@ -136,9 +136,7 @@ def trace_row(
     if isinstance(ledger, ResponseLedger) and row.get("llm_request_hash"):
         entry = ledger.get_backend().get(row["llm_request_hash"])
     run = instance.get_run_by_id(row["llm_run_id"])
-    output_fields = {
-        k: v for k, v in row.items() if not k.startswith("llm_") and k != id_column
-    }
+    output_fields = {k: v for k, v in row.items() if not k.startswith("llm_") and k != id_column}
     trace = RowTrace(
         asset=asset,
         partition=partition,
@@ -202,8 +200,9 @@ def format_trace(trace: RowTrace) -> str:
     lines.append("  " + json.dumps(trace.raw_response, default=str)[:2000])
     lines.append("upstream:")
     for up in trace.upstream:
-        lines.append(f"  {up.asset} partition={up.partition} run={up.run_id} "
-                     f"at={up.materialized_at}")
+        lines.append(
+            f"  {up.asset} partition={up.partition} run={up.run_id} at={up.materialized_at}"
+        )
         if up.input_row is not None:
             lines.append(f"    input row: {json.dumps(up.input_row, default=str)}")
     return "\n".join(lines)

@@ -16,7 +16,6 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
 
 import openai
 
@@ -308,8 +307,8 @@ class ChatEngine:
             )
         if status in TRANSIENT_STATUS:
             return None
-        error_class = "context_length_exceeded" if code == "context_length_exceeded" else (
-            "bad_request"
+        error_class = (
+            "context_length_exceeded" if code == "context_length_exceeded" else ("bad_request")
         )
         return ChatResult(
             key=request.key,

@@ -66,7 +66,11 @@ def test_definitions_validate_passes_on_workspace(
 ) -> None:
     proc = subprocess.run(
         [DAGSTER, "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO_ROOT, env=_env(tmp_path, simulator), capture_output=True, text=True, timeout=180,
+        cwd=REPO_ROOT,
+        env=_env(tmp_path, simulator),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -95,7 +99,10 @@ def webserver(tmp_path: Path, simulator: SimulatorServer) -> Iterator[int]:
     log = (tmp_path / "webserver.log").open("w")
     proc = subprocess.Popen(
         [WEBSERVER, "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-        cwd=REPO_ROOT, env=_env(tmp_path, simulator), stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+        env=_env(tmp_path, simulator),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120
@@ -125,7 +132,9 @@ def test_materialize_through_webserver_graphql(
             "repositoryName": "__repository__",
             "pipelineName": "nightly_enrichment",
             "assetSelection": [
-                {"path": ["raw_reviews"]}, {"path": ["review_insights"]}, {"path": ["daily_digest"]}
+                {"path": ["raw_reviews"]},
+                {"path": ["review_insights"]},
+                {"path": ["daily_digest"]},
             ],
         },
         "mode": "default",

@@ -57,7 +57,9 @@ def _check_one_partition(
 
     meta = _materialization(instance, INSIGHTS)
     assert meta["rows"] == len(reviews) and meta["ok"] == len(reviews) and meta["failed"] == 0
-    assert meta["tokens"] == insights["llm_input_tokens"].sum() + insights["llm_output_tokens"].sum()
+    assert (
+        meta["tokens"] == insights["llm_input_tokens"].sum() + insights["llm_output_tokens"].sum()
+    )
     assert meta["cost_usd"] == pytest.approx(insights["llm_cost_usd"].sum(), rel=1e-3)
     assert meta["task_version"] == INSIGHT_TASK.version
     assert "sim-small" in meta["model"]

@@ -56,7 +56,10 @@ def _run(
     partition: str = "eu",
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        assets, partition_key=partition, resources=resources, instance=instance,
+        assets,
+        partition_key=partition,
+        resources=resources,
+        instance=instance,
         raise_on_error=False,
     )
 
@@ -121,7 +124,9 @@ def test_empty_partition_gives_empty_table_and_no_requests(
 ) -> None:
     @dg.asset(name="texts", partitions_def=REGIONS)
     def empty_source() -> pd.DataFrame:
-        return pd.DataFrame({"id": pd.Series([], dtype="int64"), "text": pd.Series([], dtype="str")})
+        return pd.DataFrame(
+            {"id": pd.Series([], dtype="int64"), "text": pd.Series([], dtype="str")}
+        )
 
     asset = llm_asset(make_task(), upstream=empty_source)
     result = _run([empty_source, asset], resources, sqlite_instance)

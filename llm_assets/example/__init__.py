@@ -1,0 +1,1 @@
+"""The example pipeline: nightly enrichment of customer reviews."""

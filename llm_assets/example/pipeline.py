@@ -5,7 +5,6 @@ sentiment, topics, one-line summary) -> ``daily_digest`` (one LLM call per day o
 insights, with a Markdown report in the materialization metadata).
 """
 
-
 from collections import Counter
 from typing import Any, Literal
 
@@ -95,13 +94,17 @@ def gather_day(insights: pd.DataFrame, partition_key: str | None) -> pd.DataFram
     sentiments = Counter(ok["sentiment"])
     topics = Counter(t for ts in ok["topics"] for t in ts)
     summaries = "\n".join(f"- {s}" for s in ok["summary"].head(40))
-    return pd.DataFrame([{
-        "day": partition_key or "all",
-        "review_count": len(ok),
-        "sentiment_counts": ", ".join(f"{k}: {v}" for k, v in sentiments.most_common()),
-        "top_topics": ", ".join(t for t, _ in topics.most_common(8)),
-        "summaries": summaries,
-    }])
+    return pd.DataFrame(
+        [
+            {
+                "day": partition_key or "all",
+                "review_count": len(ok),
+                "sentiment_counts": ", ".join(f"{k}: {v}" for k, v in sentiments.most_common()),
+                "top_topics": ", ".join(t for t, _ in topics.most_common(8)),
+                "summaries": summaries,
+            }
+        ]
+    )
 
 
 def digest_report(digest: pd.DataFrame) -> dict[str, Any]:
@@ -109,8 +112,11 @@ def digest_report(digest: pd.DataFrame) -> dict[str, Any]:
     parts = []
     for _, row in digest[digest["llm_status"] == "ok"].iterrows():
         parts.append(f"## Customer feedback digest, {row['day']}\n\n**{row['headline']}**\n")
-        for title, column in (("Highlights", "highlights"), ("Concerns", "concerns"),
-                              ("Action items", "action_items")):
+        for title, column in (
+            ("Highlights", "highlights"),
+            ("Concerns", "concerns"),
+            ("Action items", "action_items"),
+        ):
             items = list(row[column]) if row[column] is not None else []
             parts.append(f"### {title}\n" + "\n".join(f"- {i}" for i in items) + "\n")
     report = "\n".join(parts) or "_No digest: the day had no analysed reviews._"

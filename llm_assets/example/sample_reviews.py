@@ -25,21 +25,36 @@ PRODUCTS: dict[str, list[str]] = {
     "Breeze Air Purifier": ["filter", "fan noise", "air-quality sensor", "size"],
 }
 PRAISE = [
-    "the {aspect} is excellent", "I love the {aspect}", "the {aspect} exceeded my expectations",
-    "great {aspect} for the price", "the {aspect} works flawlessly",
+    "the {aspect} is excellent",
+    "I love the {aspect}",
+    "the {aspect} exceeded my expectations",
+    "great {aspect} for the price",
+    "the {aspect} works flawlessly",
 ]
 COMPLAINTS = [
-    "the {aspect} stopped working after two weeks", "the {aspect} is disappointing",
-    "I had constant trouble with the {aspect}", "the {aspect} feels cheap",
+    "the {aspect} stopped working after two weeks",
+    "the {aspect} is disappointing",
+    "I had constant trouble with the {aspect}",
+    "the {aspect} feels cheap",
     "support could not fix the {aspect}",
 ]
 OPENERS = [
-    "Bought this for my partner.", "Second one I have owned.", "Used it daily for a month.",
-    "Upgraded from an older model.", "Picked it up on sale.", "Gift for my dad.", "",
+    "Bought this for my partner.",
+    "Second one I have owned.",
+    "Used it daily for a month.",
+    "Upgraded from an older model.",
+    "Picked it up on sale.",
+    "Gift for my dad.",
+    "",
 ]
 CLOSERS = [
-    "Would buy again.", "Returning it.", "Recommended with reservations.",
-    "Five stars from me.", "Not worth the money.", "Delivery was fast.", "",
+    "Would buy again.",
+    "Returning it.",
+    "Recommended with reservations.",
+    "Five stars from me.",
+    "Not worth the money.",
+    "Delivery was fast.",
+    "",
 ]
 
 
@@ -51,19 +66,28 @@ def _rng_for(day: date) -> random.Random:
 def _review_text(rng: random.Random, product: str, rating: int) -> tuple[str, str]:
     aspects = rng.sample(PRODUCTS[product], k=2)
     if rating >= 4:
-        parts = [rng.choice(PRAISE).format(aspect=aspects[0]), rng.choice(PRAISE).format(
-            aspect=aspects[1])]
+        parts = [
+            rng.choice(PRAISE).format(aspect=aspects[0]),
+            rng.choice(PRAISE).format(aspect=aspects[1]),
+        ]
         title = f"Great {product.split()[-1].lower()}"
     elif rating <= 2:
         parts = [rng.choice(COMPLAINTS).format(aspect=a) for a in aspects]
         title = f"Disappointed with the {aspects[0]}"
     else:
-        parts = [rng.choice(PRAISE).format(aspect=aspects[0]),
-                 "but " + rng.choice(COMPLAINTS).format(aspect=aspects[1])]
+        parts = [
+            rng.choice(PRAISE).format(aspect=aspects[0]),
+            "but " + rng.choice(COMPLAINTS).format(aspect=aspects[1]),
+        ]
         title = "Mixed feelings"
     body = " ".join(
-        s for s in (rng.choice(OPENERS), parts[0].capitalize() + ", " + parts[1] + ".",
-                    rng.choice(CLOSERS)) if s
+        s
+        for s in (
+            rng.choice(OPENERS),
+            parts[0].capitalize() + ", " + parts[1] + ".",
+            rng.choice(CLOSERS),
+        )
+        if s
     )
     return title, body
 
@@ -93,13 +117,15 @@ def generate_reviews(day: date | str, count: int | None = None) -> pd.DataFrame:
         product = rng.choice(list(PRODUCTS))
         rating = rng.choices([1, 2, 3, 4, 5], weights=[1, 1, 2, 4, 5])[0]
         title, body = _review_text(rng, product, rating)
-        rows.append({
-            "review_id": f"{day.isoformat()}-{i:04d}",
-            "product": product,
-            "rating": rating,
-            "title": title,
-            "body": body,
-            "author": f"customer_{rng.randint(1000, 99999)}",
-            "created_at": start + timedelta(seconds=rng.randint(0, 86_399)),
-        })
+        rows.append(
+            {
+                "review_id": f"{day.isoformat()}-{i:04d}",
+                "product": product,
+                "rating": rating,
+                "title": title,
+                "body": body,
+                "author": f"customer_{rng.randint(1000, 99999)}",
+                "created_at": start + timedelta(seconds=rng.randint(0, 86_399)),
+            }
+        )
     return pd.DataFrame(rows)
