@@ -183,51 +183,38 @@ def run_task(
     summary.cache_hits = len(hits)
     summary.saved_usd = sum(entry.cost_usd for entry in hits.values())
     summary.estimated_cost_usd = sum(
-        cost_usd(model, r.est_prompt_tokens, r.max_output_tokens, llm.prices) for r in misses
+        cost_usd(model, r.est_prompt_tokens, task.output_tokens_for_estimates, llm.prices)
+        for r in misses
     )
     if max_cost_usd is not None and summary.estimated_cost_usd > max_cost_usd:
         raise BudgetExceededError(
             f"asset '{step.asset_key}' would send {len(misses)} requests estimated at "
-            f"${summary.estimated_cost_usd:.4f} (upper bound: prompt estimate + max_output_tokens)"
-            f", over its budget of ${max_cost_usd:.4f}; spent $0.0000. Raise max_cost_usd or "
-            "materialize fewer partitions at once",
+            f"${summary.estimated_cost_usd:.4f} (prompt estimate + "
+            f"{task.output_tokens_for_estimates} output tokens each), over its budget of "
+            f"${max_cost_usd:.4f}; spent $0.0000. Raise max_cost_usd, lower max_output_tokens "
+            "or set expected_output_tokens on the task, or materialize fewer partitions at once",
             spent_usd=0.0,
             estimated_usd=summary.estimated_cost_usd,
             budget_usd=max_cost_usd,
         )
 
     results: dict[str, ChatResult] = {}
-    paid_at = datetime.now(UTC)
+    spent = [0.0]
     writer = ledger.writer() if ledger else None
     partition_of = {r.key: r.partition for r in rows if r.key}
 
     def on_result(result: ChatResult) -> None:
         results[result.key] = result
+        spent[0] += result.cost_usd
         if result.ok and writer is not None:
-            request = requests[result.key]
             writer.add(
-                LedgerEntry(
-                    key=result.key,
-                    response=result.body or {},
-                    request=request.body,
-                    model=result.model,
-                    input_tokens=result.input_tokens,
-                    output_tokens=result.output_tokens,
-                    cost_usd=result.cost_usd,
-                    latency_s=result.latency_s,
-                    created_at=paid_at,
-                    run_id=step.run_id,
-                    asset_key=step.asset_key,
-                    partition_key=partition_of.get(result.key),
-                    task_version=task.version,
+                _ledger_entry(
+                    result, requests[result.key], task, step, partition_of.get(result.key)
                 )
             )
 
-    def spent() -> float:
-        return sum(r.cost_usd for r in results.values())
-
     def over_budget() -> bool:
-        return max_cost_usd is not None and spent() >= max_cost_usd
+        return max_cost_usd is not None and spent[0] >= max_cost_usd
 
     progress = _progress_logger(log, step.asset_key, len(misses))
     stats = EngineStats()
@@ -245,17 +232,41 @@ def run_task(
     summary.cost_usd = stats.cost_usd
     if len(results) < len(misses):
         raise BudgetExceededError(
-            f"asset '{step.asset_key}' stopped sending after spending ${spent():.4f} of its "
+            f"asset '{step.asset_key}' stopped sending after spending ${spent[0]:.4f} of its "
             f"${max_cost_usd:.4f} budget (estimate for the step: "
             f"${summary.estimated_cost_usd:.4f}); {len(misses) - len(results)} requests were "
             "not sent. Everything paid for is in the ledger: raise max_cost_usd and "
             "re-materialize to pay only for the rest",
-            spent_usd=spent(),
+            spent_usd=spent[0],
             estimated_usd=summary.estimated_cost_usd,
             budget_usd=max_cost_usd or 0.0,
         )
     outputs = _assemble(task, frames, rows, hits, results, step, summary, passthrough_columns)
     return outputs, summary
+
+
+def _ledger_entry(
+    result: ChatResult,
+    request: ChatRequest,
+    task: LLMTask,
+    step: StepInfo,
+    partition: str | None,
+) -> LedgerEntry:
+    return LedgerEntry(
+        key=result.key,
+        response=result.body or {},
+        request=request.body,
+        model=result.model,
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        cost_usd=result.cost_usd,
+        latency_s=result.latency_s,
+        created_at=datetime.now(UTC),
+        run_id=step.run_id,
+        asset_key=step.asset_key,
+        partition_key=partition,
+        task_version=task.version,
+    )
 
 
 def _assemble(

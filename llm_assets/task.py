@@ -100,6 +100,13 @@ class LLMTask(BaseModel):
     )
     temperature: float | None = Field(default=0.0, description="Sampling temperature.")
     max_output_tokens: int = Field(default=512, description="Cap on completion tokens.")
+    expected_output_tokens: int | None = Field(
+        default=None,
+        description=(
+            "Typical answer length, for cost estimates before sending; None assumes "
+            "max_output_tokens (an upper bound). Not part of the version."
+        ),
+    )
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = Field(
         default="max_tokens",
         description="Request field for the cap; reasoning models need max_completion_tokens.",
@@ -191,6 +198,13 @@ class LLMTask(BaseModel):
         if self.temperature is not None:
             body["temperature"] = self.temperature
         return body
+
+    @property
+    def output_tokens_for_estimates(self) -> int:
+        """Output tokens assumed per request when estimating cost."""
+        if self.expected_output_tokens is None:
+            return self.max_output_tokens
+        return min(self.expected_output_tokens, self.max_output_tokens)
 
     def estimate_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         """Local estimate of the prompt tokens of ``messages`` plus the schema."""

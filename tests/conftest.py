@@ -86,25 +86,9 @@ def _simulator_server() -> Iterator[SimulatorServer]:
 @pytest.fixture
 def simulator(_simulator_server: SimulatorServer) -> SimulatorServer:
     """The in-process simulator, with default knobs and zeroed counters."""
+    _simulator_server.configure(**SimulatorConfig().model_dump())
     _simulator_server.reset()
-    _simulator_server.configure(**_DEFAULT_KNOBS)
     return _simulator_server
-
-
-_DEFAULT_KNOBS: dict[str, Any] = {
-    "latency_ms": 0,
-    "latency_jitter": 0.0,
-    "rpm": 0,
-    "tpm": 0,
-    "fault_500": 0.0,
-    "fault_503": 0.0,
-    "fault_disconnect": 0.0,
-    "fault_slow": 0.0,
-    "fault_malformed_json": 0.0,
-    "fault_length": 0.0,
-    "insufficient_quota": False,
-    "api_keys": [],
-}
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import logging
 import math
 import random
 import time
@@ -23,8 +21,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from llm_assets.simulator import errors, parsing
-from llm_assets.simulator.config import DEFAULT_MODELS, SIMULATOR_NAME, SimulatorConfig
+from llm_assets.simulator import errors, parsing, responses
+from llm_assets.simulator.config import DEFAULT_MODELS, SimulatorConfig
 from llm_assets.simulator.content import ResponseFormatError, build_content, finish_answer
 from llm_assets.simulator.faults import (
     Marker,
@@ -35,40 +33,16 @@ from llm_assets.simulator.faults import (
 )
 from llm_assets.simulator.limits import RateLimiter
 from llm_assets.simulator.parsing import InvalidRequest
+from llm_assets.simulator.responses import (
+    DROPPED,
+    SCOPE_KEY,
+    DropConnection,
+    install_drop_log_filter,
+    json_response,
+)
 from llm_assets.simulator.stats import SimulatorStats
 from llm_assets.simulator.tokens import estimate_prompt_tokens, estimate_tokens
 from llm_assets.simulator.vectors import embed, to_base64
-
-_SCOPE_KEY = "llm_assets.simulator"
-_DROPPED = "llm-assets-simulator dropped this connection on purpose (fault injection)"
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(body, status, headers, media_type="application/json")
-
-
-class _DropConnection(Response):
-    """Sends nothing and asks ``SimulatorApp`` to make the server close the connection."""
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[_SCOPE_KEY]["drop"] = True
-
-
-class _DropLogFilter(logging.Filter):
-    """Hides uvicorn's complaint about the deliberate drop; real app errors still show."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (isinstance(record.args, tuple) and _DROPPED in record.args)
-
-
-def _install_drop_log_filter() -> None:
-    logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(existing, _DropLogFilter) for existing in logger.filters):
-        logger.addFilter(_DropLogFilter())
 
 
 class SimulatorApp:
@@ -98,7 +72,7 @@ class SimulatorApp:
             ],
             exception_handlers=not_found,  # type: ignore[arg-type]
         )
-        _install_drop_log_filter()
+        install_drop_log_filter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         """Serve one ASGI connection scope, counting ``/v1/*`` requests and their statuses."""
@@ -106,7 +80,7 @@ class SimulatorApp:
             await self._router(scope, receive, send)
             return None
         state = {"drop": False}
-        scope[_SCOPE_KEY] = state
+        scope[SCOPE_KEY] = state
         counted = scope["path"].startswith("/v1/")
         if counted:
             self.stats.requests_total += 1
@@ -118,7 +92,7 @@ class SimulatorApp:
 
         await self._router(scope, receive, counting_send)
         # uvicorn closes the transport without a response when an app returns a value.
-        return _DROPPED if state["drop"] else None
+        return DROPPED if state["drop"] else None
 
     # OpenAI endpoints
 
@@ -163,43 +137,17 @@ class SimulatorApp:
             return self._transport_fault(fault, admitted)
         if fault == "context_length":
             error = errors.context_length_exceeded(context_window, context_window + 1, 0)
-            return _json(error, 400, admitted)
+            return json_response(error, 400, admitted)
         answer = finish_answer(content, fault, max_tokens)
         completion_tokens = estimate_tokens(answer.content or answer.refusal or "")
         self.stats.chat_completions += 1
         self.stats.prompt_tokens += prompt_tokens
         self.stats.completion_tokens += completion_tokens
         self.stats.answered.add(body_hash)
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": answer.content,
-            "refusal": answer.refusal,
-            "annotations": [],
-        }
-        return _json(
-            {
-                "id": "chatcmpl-" + admitted["x-request-id"].removeprefix("req_"),
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": message,
-                        "logprobs": None,
-                        "finish_reason": answer.finish_reason,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-                "service_tier": "default",
-                "system_fingerprint": SIMULATOR_NAME,
-            },
-            headers=admitted,
+        body = responses.chat_completion(
+            admitted["x-request-id"], model, answer, prompt_tokens, completion_tokens
         )
+        return json_response(body, headers=admitted)
 
     async def embeddings(self, request: Request) -> Response:
         """``POST /v1/embeddings``."""
@@ -234,7 +182,7 @@ class SimulatorApp:
         self.stats.embeddings += 1
         self.stats.prompt_tokens += prompt_tokens
         usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
-        return _json(
+        return json_response(
             {"object": "list", "data": data, "model": model, "usage": usage}, headers=admitted
         )
 
@@ -243,25 +191,25 @@ class SimulatorApp:
         _, auth_failure = self._authenticate(request)
         if auth_failure is not None:
             return auth_failure
-        data = [self._model_card(model) for model in self.models_seen]
-        return _json({"object": "list", "data": data})
+        data = [responses.model_card(model) for model in self.models_seen]
+        return json_response({"object": "list", "data": data})
 
     async def retrieve_model(self, request: Request) -> Response:
         """``GET /v1/models/{model}``: every model name is accepted."""
         _, auth_failure = self._authenticate(request)
         if auth_failure is not None:
             return auth_failure
-        return _json(self._model_card(request.path_params["model"]))
+        return json_response(responses.model_card(request.path_params["model"]))
 
     # Control plane
 
     async def get_stats(self, request: Request) -> Response:
         """``GET /_simulator/stats``."""
-        return _json(self.stats.snapshot(self.config, self.limiter))
+        return json_response(self.stats.snapshot(self.config, self.limiter))
 
     async def get_config(self, request: Request) -> Response:
         """``GET /_simulator/config``: the active knobs, keys masked."""
-        return _json(self.config.public_dump())
+        return json_response(self.config.public_dump())
 
     async def update_config(self, request: Request) -> Response:
         """``POST /_simulator/config``: change some knobs, answer with all of them."""
@@ -270,17 +218,17 @@ class SimulatorApp:
             merged = {**self.config.model_dump(), **updates}
             self.config = SimulatorConfig.model_validate(merged)
         except InvalidRequest as exc:
-            return _json(errors.invalid_request(str(exc)), 400)
+            return json_response(errors.invalid_request(str(exc)), 400)
         except ValidationError as exc:
             message = f"invalid simulator config: {exc.errors(include_url=False)}"
-            return _json(errors.invalid_request(message), 400)
-        return _json(self.config.public_dump())
+            return json_response(errors.invalid_request(message), 400)
+        return json_response(self.config.public_dump())
 
     async def reset(self, request: Request) -> Response:
         """``POST /_simulator/reset``: zero counters and rate windows, keep the config."""
         self.stats.reset()
         self.limiter.reset()
-        return _json({"reset": True})
+        return json_response({"reset": True})
 
     # Helpers
 
@@ -289,7 +237,7 @@ class SimulatorApp:
         token = token.strip() if scheme.lower() == "bearer" else ""
         if token and (not self.config.api_keys or token in self.config.api_keys):
             return token, None
-        return token, _json(errors.invalid_api_key(token), 401)
+        return token, json_response(errors.invalid_api_key(token), 401)
 
     def _next_request_id(self) -> str:
         return f"req_sim_{next(self._request_ids)}"
@@ -301,7 +249,7 @@ class SimulatorApp:
             key, now, rpm=config.rpm, tpm=config.tpm, window_s=config.window_s
         )
         headers = {**decision.headers, "x-request-id": self._next_request_id()}
-        return _json(body, status, headers)
+        return json_response(body, status, headers)
 
     def _admit(self, key: str, model: str, cost: int, now: float) -> dict[str, str] | Response:
         """Charge the key's window; return the response headers, or the 429 to send."""
@@ -324,7 +272,7 @@ class SimulatorApp:
             headers["retry-after"] = f"{wait_ms / 1000:g}"
             headers["retry-after-ms"] = str(wait_ms)
         body = errors.rate_limit_exceeded(kind, model, limit, decision.used, requested, wait_text)
-        return _json(body, 429, headers)
+        return json_response(body, 429, headers)
 
     async def _fault_and_delay(
         self, body_hash: str, marker: Marker | None, *, chat: bool
@@ -346,16 +294,12 @@ class SimulatorApp:
     @staticmethod
     def _transport_fault(fault: str, headers: dict[str, str]) -> Response:
         if fault == "disconnect":
-            return _DropConnection()
+            return DropConnection()
         status = int(fault)
-        return _json(errors.server_error(status), status, headers)
-
-    @staticmethod
-    def _model_card(model: str) -> dict[str, Any]:
-        return {"id": model, "object": "model", "created": 0, "owned_by": SIMULATOR_NAME}
+        return json_response(errors.server_error(status), status, headers)
 
     @staticmethod
     async def _unknown_url(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
         message = f"Invalid URL ({request.method} {request.url.path})"
-        return _json(errors.error_body(message, "invalid_request_error"), status)
+        return json_response(errors.error_body(message, "invalid_request_error"), status)

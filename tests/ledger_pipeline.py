@@ -1,0 +1,103 @@
+"""A small code location for tests that run Dagster in other processes (CLI, crash tests).
+
+Resources come from environment variables so a test can point a subprocess at its own
+simulator, ledger and folders:
+
+- ``TEST_SIM_URL``: simulator base URL (``.../v1``)
+- ``TEST_LEDGER``: ``sqlite:<path>`` or a ``postgresql+psycopg2://`` URL
+- ``TEST_DATA_DIR``: Parquet root
+- ``TEST_ROWS``: rows per partition (default 50)
+- ``TEST_CONCURRENCY``: requests in flight (default 8)
+- ``TEST_API_KEY``: the key sent to the simulator
+"""
+
+
+import os
+import sys
+
+import dagster as dg
+import pandas as pd
+from pydantic import BaseModel
+
+from llm_assets import LLMTask, llm_asset
+from resources.ledger import ResponseLedger
+from resources.llm import LLMResource
+from resources.parquet_io import ParquetIOManager
+
+PARTS = dg.StaticPartitionsDefinition(["p1", "p2"])
+
+
+class Summary(BaseModel):
+    summary: str
+    keywords: list[str]
+
+
+TASK = LLMTask(
+    name="doc_summaries",
+    system_prompt="Summarise the document.",
+    user_prompt="Document {doc_id}: {text}",
+    output_schema=Summary,
+    id_column="doc_id",
+    max_output_tokens=100,
+)
+
+
+def rows_for(partition: str, count: int) -> pd.DataFrame:
+    """Deterministic documents; half of each partition's rows are shared with the other."""
+    docs = []
+    for i in range(count):
+        shared = i % 2 == 0
+        doc_id = f"shared-{i}" if shared else f"{partition}-{i}"
+        docs.append({"doc_id": doc_id, "text": f"document {doc_id} about topic {i % 17}"})
+    return pd.DataFrame(docs)
+
+
+@dg.asset(partitions_def=PARTS)
+def documents(context: dg.AssetExecutionContext) -> pd.DataFrame:
+    """The partition's documents."""
+    return rows_for(context.partition_key, int(os.environ.get("TEST_ROWS", "50")))
+
+
+doc_summaries = llm_asset(TASK, upstream=documents)
+
+
+def _ledger() -> ResponseLedger:
+    spec = os.environ.get("TEST_LEDGER", "sqlite:ledger.sqlite")
+    if spec.startswith("sqlite:"):
+        return ResponseLedger(backend="sqlite", sqlite_path=spec.removeprefix("sqlite:"))
+    return ResponseLedger(backend="postgres", postgres_url=spec)
+
+
+def resources() -> dict[str, object]:
+    """Resources from the environment."""
+    return {
+        "llm": LLMResource(
+            base_url=os.environ.get("TEST_SIM_URL", "http://127.0.0.1:8765/v1"),
+            api_key=os.environ.get("TEST_API_KEY", "sk-test"),
+            model="sim-small",
+            max_concurrency=int(os.environ.get("TEST_CONCURRENCY", "8")),
+            retry_backoff_s=0.01,
+        ),
+        "ledger": _ledger(),
+        "io_manager": ParquetIOManager(base_dir=os.environ.get("TEST_DATA_DIR", "data")),
+    }
+
+
+defs = dg.Definitions(assets=[documents, doc_summaries], resources=resources())
+
+
+def main(partition: str) -> int:
+    """Materializes one partition on the instance in ``$DAGSTER_HOME``."""
+    with dg.DagsterInstance.get() as instance:
+        result = dg.materialize(
+            [documents, doc_summaries],
+            partition_key=partition,
+            resources=resources(),
+            instance=instance,
+            raise_on_error=False,
+        )
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
