@@ -1,18 +1,23 @@
 """``llm_asset``: turns an ``LLMTask`` and an upstream asset into a partitioned Dagster asset."""
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from llm_assets.provenance import PROVENANCE_COLUMNS
-from llm_assets.runner import ROW_INDEX_COLUMN, StepInfo, StepSummary, run_task
+from llm_assets.planning import ROW_INDEX_COLUMN
+from llm_assets.provenance import PROVENANCE_COLUMNS, QUARANTINE_COLUMNS
+from llm_assets.runner import StepInfo, StepSummary, run_task
 from llm_assets.task import LLMTask
+from resources.errors import UserError
 
 Prepare = Callable[[pd.DataFrame, str | None], pd.DataFrame]
 Report = Callable[[pd.DataFrame], Mapping[str, Any]]
+
+
+FAILURE_RATE_CHECK = "failure_rate"
 
 
 class LLMAssetConfig(dg.Config):
@@ -26,7 +31,17 @@ class LLMAssetConfig(dg.Config):
 
 def _key_of(upstream: dg.AssetsDefinition | dg.AssetKey | str) -> dg.AssetKey:
     if isinstance(upstream, dg.AssetsDefinition):
-        return upstream.key
+        if len(upstream.keys) == 1:
+            return upstream.key
+        # An llm_asset is a multi-asset (table + quarantine): its table is named like its op.
+        named = [k for k in upstream.keys if k.path[-1] == upstream.node_def.name]
+        if len(named) == 1:
+            return named[0]
+        keys = ", ".join(sorted(k.to_user_string() for k in upstream.keys))
+        raise UserError(
+            f"upstream defines several assets ({keys}); pass upstream=dg.AssetKey(...) to "
+            "say which one to prompt"
+        )
     return upstream if isinstance(upstream, dg.AssetKey) else dg.AssetKey.from_user_string(upstream)
 
 
@@ -38,6 +53,13 @@ def output_column_schema(task: LLMTask, passthrough: Sequence[str] = ()) -> dg.T
         annotation = getattr(info.annotation, "__name__", str(info.annotation))
         columns.append(dg.TableColumn(name, annotation, info.description or "LLM answer field"))
     columns += [dg.TableColumn(name, dtype) for name, dtype in PROVENANCE_COLUMNS.items()]
+    return dg.TableSchema(columns=columns)
+
+
+def quarantine_column_schema(task: LLMTask) -> dg.TableSchema:
+    """The table schema of an ``llm_asset``'s quarantine table."""
+    columns = [dg.TableColumn(task.id_column or ROW_INDEX_COLUMN, "object", "input row id")]
+    columns += [dg.TableColumn(name, dtype) for name, dtype in QUARANTINE_COLUMNS.items()]
     return dg.TableSchema(columns=columns)
 
 
@@ -77,6 +99,8 @@ def summary_metadata(task: LLMTask, summary: StepSummary) -> dict[str, Any]:
         "estimated_cost_usd": round(summary.estimated_cost_usd, 6),
         "task_version": task.version,
         "model": ", ".join(sorted(summary.models)) or (task.model or "(resource default)"),
+        "repairs": summary.repairs,
+        "failure_rate": round(summary.failure_rate, 4),
         "failures_by_class": dg.MetadataValue.json(summary.error_classes),
     }
 
@@ -98,14 +122,18 @@ def llm_asset(
     io_manager_key: str = "io_manager",
     backfill_policy: dg.BackfillPolicy | None = None,
     tags: Mapping[str, str] | None = None,
+    max_failure_rate: float = 0.05,
+    block_downstream_on_failures: bool = False,
 ) -> dg.AssetsDefinition:
-    """Builds an asset that answers ``task`` for every row of ``upstream``'s partition.
+    """Builds the assets that answer ``task`` for every row of ``upstream``'s partition.
 
     The asset has the upstream's partitions (daily, static, dynamic or multi) unless told
     otherwise, and by default a single-run backfill policy: a 30-day backfill is one run whose
     prompts share one pool of concurrent requests. Its ``code_version`` is ``task.version``.
     The output table holds the id column, the answer's fields and the provenance columns of
-    ``llm_assets.provenance.PROVENANCE_COLUMNS``.
+    ``llm_assets.provenance.PROVENANCE_COLUMNS``. A second asset, ``<name>_quarantine``, holds
+    the rows that failed (request, error class, message), and a ``failure_rate`` asset check
+    fails when too many rows failed. ``ok + failed`` always equals the input rows.
 
     Args:
         task: What to ask.
@@ -124,6 +152,10 @@ def llm_asset(
         io_manager_key: IO manager storing the output (``ParquetIOManager`` by default).
         backfill_policy: Defaults to ``BackfillPolicy.single_run()`` for partitioned assets.
         tags: Asset tags.
+        max_failure_rate: The ``failure_rate`` asset check fails above this share of failed
+            rows.
+        block_downstream_on_failures: Make that check blocking, so downstream assets do not
+            run on a partition that failed it.
 
     Returns:
         The asset definition.
@@ -162,23 +194,52 @@ def llm_asset(
         "dagster/column_schema": output_column_schema(task, passthrough),
     }
 
-    @dg.asset(
+    quarantine_name = f"{asset_name}_quarantine"
+    common: dict[str, Any] = {
+        "code_version": task.version,
+        "io_manager_key": io_manager_key,
+        "group_name": group_name,
+        "tags": dict(tags or {}),
+        # Subsettable: a selection may take the table without its quarantine, or vice versa.
+        "is_required": False,
+    }
+    outs = {
+        asset_name: dg.AssetOut(
+            metadata=definition_metadata,
+            description=description or f"LLM task '{task.name}': {task.user_prompt[:200]}",
+            kinds={"openai", "pandas"},
+            **common,
+        ),
+        quarantine_name: dg.AssetOut(
+            metadata={"dagster/column_schema": quarantine_column_schema(task)},
+            description=(
+                f"Rows of '{asset_name}' that failed after retries and repairs, with the "
+                "request, error class and message (dead-letter table)."
+            ),
+            kinds={"pandas"},
+            **common,
+        ),
+    }
+    check = dg.AssetCheckSpec(
+        FAILURE_RATE_CHECK,
+        asset=asset_name,
+        description=f"Fails when more than {max_failure_rate:.0%} of a step's rows failed.",
+        blocking=block_downstream_on_failures,
+    )
+
+    @dg.multi_asset(
         name=asset_name,
+        outs=outs,
         ins={"upstream": dg.AssetIn(key=upstream_key)},
         partitions_def=partitions_def,
         backfill_policy=backfill_policy,
-        code_version=task.version,
-        io_manager_key=io_manager_key,
         required_resource_keys=resource_keys,
-        metadata=definition_metadata,
-        description=description or f"LLM task '{task.name}': {task.user_prompt[:200]}",
-        group_name=group_name,
-        kinds={"openai", "pandas"},
-        tags=dict(tags or {}),
+        check_specs=[check],
+        can_subset=True,
     )
     def _llm_asset(
         context: dg.AssetExecutionContext, config: LLMAssetConfig, upstream: Any
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         partition_keys: list[str | None] = (
             list(context.partition_keys)
             if context.has_partition_key_range or context.has_partition_key
@@ -189,10 +250,10 @@ def llm_asset(
             frames = {key: prepare(df, key) for key, df in frames.items()}
         step = StepInfo(
             run_id=context.run.run_id,
-            asset_key=context.asset_key.to_user_string(),
+            asset_key=asset_name,
             upstream=upstream_key.to_user_string(),
         )
-        outputs, summary = run_task(
+        output = run_task(
             task,
             frames,
             llm=getattr(context.resources, llm_resource_key),
@@ -202,7 +263,8 @@ def llm_asset(
             max_cost_usd=config.max_cost_usd if config.max_cost_usd is not None else max_cost_usd,
             passthrough_columns=passthrough,
         )
-        combined = pd.concat(list(outputs.values()), ignore_index=True)
+        summary = output.summary
+        combined = pd.concat(list(output.tables.values()), ignore_index=True)
         metadata = summary_metadata(task, summary)
         preview_columns = [
             task.id_column or ROW_INDEX_COLUMN,
@@ -214,10 +276,38 @@ def llm_asset(
         metadata["preview"] = dg.MetadataValue.md(markdown_preview(combined, preview_columns))
         if report is not None:
             metadata.update(report(combined))
-        value: Any = outputs[partition_keys[0]] if len(partition_keys) == 1 else outputs
-        return dg.MaterializeResult(value=value, metadata=metadata)
+        selected = context.selected_asset_keys
+        if dg.AssetKey(asset_name) in selected:
+            yield dg.MaterializeResult(
+                asset_key=asset_name,
+                value=_per_partition(output.tables, partition_keys),
+                metadata=metadata,
+            )
+        if dg.AssetKey(quarantine_name) in selected:
+            yield dg.MaterializeResult(
+                asset_key=quarantine_name,
+                value=_per_partition(output.quarantine, partition_keys),
+                metadata={"dagster/row_count": summary.failed, "rows": summary.failed},
+            )
+        if check.key in context.selected_asset_check_keys:
+            yield dg.AssetCheckResult(
+                asset_key=asset_name,
+                check_name=FAILURE_RATE_CHECK,
+                passed=summary.failure_rate <= max_failure_rate,
+                metadata={
+                    "failure_rate": round(summary.failure_rate, 4),
+                    "threshold": max_failure_rate,
+                    "failed": summary.failed,
+                    "rows": summary.rows,
+                    "failures_by_class": dg.MetadataValue.json(summary.error_classes),
+                },
+            )
 
     return _llm_asset
+
+
+def _per_partition(tables: Mapping[str | None, pd.DataFrame], keys: list[str | None]) -> Any:
+    return tables[keys[0]] if len(keys) == 1 else tables
 
 
 def _frames_by_partition(

@@ -24,9 +24,38 @@ PROVENANCE_COLUMNS: dict[str, str] = {
     "llm_cost_usd": "float64",
     "llm_latency_s": "float64",
     "llm_cached": "bool",
+    "llm_repairs": "int64",
     "llm_paid_by_run_id": "string",
     "llm_run_id": "string",
 }
+
+
+#: Columns of the quarantine table (after the id column): one row per failed output row.
+QUARANTINE_COLUMNS: dict[str, str] = {
+    "partition": "string",
+    "error_class": "string",
+    "error": "string",
+    "request": "string",
+    "llm_request_hash": "string",
+    "repairs": "int64",
+    "task_version": "string",
+    "run_id": "string",
+    "quarantined_at": "datetime64[us, UTC]",
+}
+
+
+def answer_content(body: dict[str, Any] | None) -> str | None:
+    """The text content of a chat completion's first choice, if any.
+
+    Examples:
+        >>> answer_content({"choices": [{"message": {"content": "hi"}}]})
+        'hi'
+    """
+    try:
+        content = (body or {})["choices"][0]["message"].get("content")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+    return content if isinstance(content, str) else None
 
 
 def parse_answer(

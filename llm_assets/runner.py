@@ -3,40 +3,34 @@
 This module knows nothing of Dagster's decorators; ``llm_assets.factory`` wraps it. The flow:
 
 1. check the columns the templates need (before any request);
-2. render one request per row and hash it (the ledger key);
-3. look every key up in the ledger in bulk; identical requests collapse to one;
+2. render one request per row and hash it (the ledger key); identical requests collapse;
+3. look every key up in the ledger in bulk;
 4. estimate the cost of the misses and refuse to start over budget;
 5. send the misses, recording each response in the ledger as it arrives;
-6. validate each answer against the schema; a bad row is kept as ``failed`` with its reason.
+6. validate each answer; an answer that does not match the schema gets a bounded number of
+   repair requests; a row that still fails is kept as ``failed`` and quarantined.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
-from llm_assets.provenance import (
-    PROVENANCE_COLUMNS,
-    STATUS_FAILED,
-    STATUS_OK,
-    empty_output_frame,
-    parse_answer,
-)
-from llm_assets.task import LLMTask, request_hash
-from resources.chat_types import ChatRequest, ChatResult, EngineStats
-from resources.errors import BudgetExceededError, MissingColumnsError
+from llm_assets.planning import check_columns, plan_rows, repair_request
+from llm_assets.progress import progress_logger
+from llm_assets.provenance import answer_content, parse_answer
+from llm_assets.tables import Resolution, build_outputs
+from llm_assets.task import LLMTask
+from resources.chat_types import ChatRequest, ChatResult
+from resources.errors import BudgetExceededError
 from resources.ledger import LedgerEntry, ResponseLedger
 from resources.llm import LLMResource
 from resources.pricing import cost_usd
-
-ROW_INDEX_COLUMN = "row_index"
 
 
 @dataclass(frozen=True)
@@ -57,6 +51,7 @@ class StepSummary:
     failed: int = 0
     requests_sent: int = 0
     cache_hits: int = 0
+    repairs: int = 0
     duplicates_collapsed: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -72,71 +67,116 @@ class StepSummary:
         looked_up = self.cache_hits + self.requests_sent
         return self.cache_hits / looked_up if looked_up else 0.0
 
+    @property
+    def failure_rate(self) -> float:
+        """Failed rows over all rows (0 for an empty step)."""
+        return self.failed / self.rows if self.rows else 0.0
+
 
 @dataclass
-class _Row:
-    partition: str | None
-    row_id: Any
-    extra: dict[str, Any]
-    key: str | None = None
-    pre_error: tuple[str, str] | None = None
+class StepOutput:
+    """What one step produced, by partition key."""
+
+    tables: dict[str | None, pd.DataFrame]
+    quarantine: dict[str | None, pd.DataFrame]
+    summary: StepSummary
 
 
-def check_columns(
-    task: LLMTask, df: pd.DataFrame, step: StepInfo, passthrough: tuple[str, ...] = ()
-) -> None:
-    """Raises ``MissingColumnsError`` when ``df`` lacks a column the task reads."""
-    needed = dict.fromkeys([*task.required_columns, *passthrough])
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        raise MissingColumnsError(
-            step.asset_key, missing, [str(c) for c in df.columns], step.upstream
+class _Fetcher:
+    """Answers requests from the ledger or the endpoint, paying for each at most once."""
+
+    def __init__(
+        self,
+        task: LLMTask,
+        llm: LLMResource,
+        ledger: ResponseLedger | None,
+        step: StepInfo,
+        summary: StepSummary,
+        log: Any,
+        max_cost_usd: float | None,
+    ) -> None:
+        self.task, self.llm, self.ledger, self.step = task, llm, ledger, step
+        self.summary, self.log, self.max_cost_usd = summary, log, max_cost_usd
+        self.spent = 0.0
+
+    def fetch(
+        self, requests: Mapping[str, ChatRequest], partition_of: Mapping[str, str | None]
+    ) -> dict[str, Resolution]:
+        hits: dict[str, LedgerEntry] = self.ledger.get_many(list(requests)) if self.ledger else {}
+        self.summary.cache_hits += len(hits)
+        self.summary.saved_usd += sum(entry.cost_usd for entry in hits.values())
+        answers = {key: Resolution.from_entry(entry) for key, entry in hits.items()}
+        misses = [req for key, req in requests.items() if key not in hits]
+        if misses:
+            answers.update(self._send(misses, requests, partition_of))
+        return answers
+
+    def estimate(self, requests: list[ChatRequest], model: str) -> float:
+        out = self.task.output_tokens_for_estimates
+        return sum(cost_usd(model, r.est_prompt_tokens, out, self.llm.prices) for r in requests)
+
+    def _send(
+        self,
+        misses: list[ChatRequest],
+        requests: Mapping[str, ChatRequest],
+        partition_of: Mapping[str, str | None],
+    ) -> dict[str, Resolution]:
+        results: dict[str, ChatResult] = {}
+        writer = self.ledger.writer() if self.ledger else None
+
+        def on_result(result: ChatResult) -> None:
+            results[result.key] = result
+            self.spent += result.cost_usd
+            if result.ok and writer is not None:
+                writer.add(self._entry(result, requests[result.key], partition_of.get(result.key)))
+
+        def over_budget() -> bool:
+            return self.max_cost_usd is not None and self.spent >= self.max_cost_usd
+
+        progress = progress_logger(self.log, self.step.asset_key, len(misses))
+        if writer is not None:
+            with writer:
+                stats = self.llm.run_requests(
+                    misses, on_result, should_stop=over_budget, progress=progress
+                )
+        else:
+            stats = self.llm.run_requests(
+                misses, on_result, should_stop=over_budget, progress=progress
+            )
+        self.summary.requests_sent += stats.done
+        self.summary.input_tokens += stats.input_tokens
+        self.summary.output_tokens += stats.output_tokens
+        self.summary.cost_usd += stats.cost_usd
+        if len(results) < len(misses):
+            budget = self.max_cost_usd or 0.0
+            raise BudgetExceededError(
+                f"asset '{self.step.asset_key}' stopped sending after spending "
+                f"${self.spent:.4f} of its ${budget:.4f} budget (estimate for the step: "
+                f"${self.summary.estimated_cost_usd:.4f}); {len(misses) - len(results)} "
+                "requests were not sent. Everything paid for is in the ledger: raise "
+                "max_cost_usd and re-materialize to pay only for the rest",
+                spent_usd=self.spent,
+                estimated_usd=self.summary.estimated_cost_usd,
+                budget_usd=budget,
+            )
+        return {key: Resolution.from_result(r, self.step.run_id) for key, r in results.items()}
+
+    def _entry(self, result: ChatResult, request: ChatRequest, partition: str | None) -> Any:
+        return LedgerEntry(
+            key=result.key,
+            response=result.body or {},
+            request=request.body,
+            model=result.model,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cost_usd=result.cost_usd,
+            latency_s=result.latency_s,
+            created_at=datetime.now(UTC),
+            run_id=self.step.run_id,
+            asset_key=self.step.asset_key,
+            partition_key=partition,
+            task_version=self.task.version,
         )
-
-
-def _plan_rows(
-    task: LLMTask,
-    frames: Mapping[str | None, pd.DataFrame],
-    model: str,
-    window: int | None,
-    passthrough: tuple[str, ...],
-) -> tuple[list[_Row], dict[str, ChatRequest]]:
-    rows: list[_Row] = []
-    requests: dict[str, ChatRequest] = {}
-    variables = task.template_variables
-    sources = [task.columns.get(v, v) for v in variables]
-    for partition, df in frames.items():
-        ids = df[task.id_column].tolist() if task.id_column else list(range(len(df)))
-        value_columns = [df[c].tolist() for c in sources]
-        extra_columns = [df[c].tolist() for c in passthrough]
-        for i, row_id in enumerate(ids):
-            extra = {c: col[i] for c, col in zip(passthrough, extra_columns, strict=True)}
-            values = {v: _text(col[i]) for v, col in zip(variables, value_columns, strict=True)}
-            messages = task.render_messages(values)
-            est = task.estimate_prompt_tokens(messages)
-            if window is not None and est + task.max_output_tokens > window:
-                error = _over_window(est, task.max_output_tokens, window, model)
-                rows.append(_Row(partition, row_id, extra, pre_error=error))
-                continue
-            body = task.request_body(messages, model)
-            key = request_hash(body)
-            requests.setdefault(key, ChatRequest(key=key, body=body, est_prompt_tokens=est))
-            rows.append(_Row(partition, row_id, extra, key=key))
-    return rows, requests
-
-
-def _over_window(est: int, max_output: int, window: int, model: str) -> tuple[str, str]:
-    return "context_length_exceeded", (
-        f"the prompt is about {est} tokens; with max_output_tokens={max_output} it is over "
-        f"the {window}-token context window of '{model}'. Shorten the input or use a model "
-        "with a larger window"
-    )
-
-
-def _text(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return value
 
 
 def run_task(
@@ -149,7 +189,7 @@ def run_task(
     log: logging.Logger | Any,
     max_cost_usd: float | None = None,
     passthrough_columns: tuple[str, ...] = (),
-) -> tuple[dict[str | None, pd.DataFrame], StepSummary]:
+) -> StepOutput:
     """Answers every row of every partition in ``frames``.
 
     Args:
@@ -163,7 +203,7 @@ def run_task(
         passthrough_columns: Upstream columns copied to the output.
 
     Returns:
-        The output table by partition key, and the step's totals.
+        The output and quarantine tables by partition key, and the step's totals.
 
     Raises:
         MissingColumnsError: Before any request, when a column is missing.
@@ -172,23 +212,20 @@ def run_task(
         ProviderError: A failure that stops the step (bad key, no quota, unknown model).
     """
     for df in frames.values():
-        check_columns(task, df, step, passthrough_columns)
+        check_columns(task, df, step.asset_key, step.upstream, passthrough_columns)
     model = task.model or llm.model
-    rows, requests = _plan_rows(task, frames, model, llm.context_window(model), passthrough_columns)
+    rows, requests = plan_rows(task, frames, model, llm.context_window(model), passthrough_columns)
     summary = StepSummary(rows=len(rows))
     summary.duplicates_collapsed = sum(1 for r in rows if r.key) - len(requests)
+    partition_of = {r.key: r.partition for r in rows if r.key}
+    fetcher = _Fetcher(task, llm, ledger, step, summary, log, max_cost_usd)
 
-    hits: dict[str, LedgerEntry] = ledger.get_many(list(requests)) if ledger else {}
-    misses = [req for key, req in requests.items() if key not in hits]
-    summary.cache_hits = len(hits)
-    summary.saved_usd = sum(entry.cost_usd for entry in hits.values())
-    summary.estimated_cost_usd = sum(
-        cost_usd(model, r.est_prompt_tokens, task.output_tokens_for_estimates, llm.prices)
-        for r in misses
-    )
+    known = ledger.contains_many(list(requests)) if ledger is not None else set()
+    unknown = [r for k, r in requests.items() if k not in known]
+    summary.estimated_cost_usd = fetcher.estimate(unknown, model)
     if max_cost_usd is not None and summary.estimated_cost_usd > max_cost_usd:
         raise BudgetExceededError(
-            f"asset '{step.asset_key}' would send {len(misses)} requests estimated at "
+            f"asset '{step.asset_key}' would send {len(unknown)} requests estimated at "
             f"${summary.estimated_cost_usd:.4f} (prompt estimate + "
             f"{task.output_tokens_for_estimates} output tokens each), over its budget of "
             f"${max_cost_usd:.4f}; spent $0.0000. Raise max_cost_usd, lower max_output_tokens "
@@ -198,177 +235,45 @@ def run_task(
             budget_usd=max_cost_usd,
         )
 
-    results: dict[str, ChatResult] = {}
-    spent = [0.0]
-    writer = ledger.writer() if ledger else None
-    partition_of = {r.key: r.partition for r in rows if r.key}
-
-    def on_result(result: ChatResult) -> None:
-        results[result.key] = result
-        spent[0] += result.cost_usd
-        if result.ok and writer is not None:
-            writer.add(
-                _ledger_entry(
-                    result, requests[result.key], task, step, partition_of.get(result.key)
-                )
-            )
-
-    def over_budget() -> bool:
-        return max_cost_usd is not None and spent[0] >= max_cost_usd
-
-    progress = _progress_logger(log, step.asset_key, len(misses))
-    stats = EngineStats()
-    if misses:
-        if writer is not None:
-            with writer:
-                stats = llm.run_requests(
-                    misses, on_result, should_stop=over_budget, progress=progress
-                )
-        else:
-            stats = llm.run_requests(misses, on_result, should_stop=over_budget, progress=progress)
-    summary.requests_sent = stats.done
-    summary.input_tokens = stats.input_tokens
-    summary.output_tokens = stats.output_tokens
-    summary.cost_usd = stats.cost_usd
-    if len(results) < len(misses):
-        raise BudgetExceededError(
-            f"asset '{step.asset_key}' stopped sending after spending ${spent[0]:.4f} of its "
-            f"${max_cost_usd:.4f} budget (estimate for the step: "
-            f"${summary.estimated_cost_usd:.4f}); {len(misses) - len(results)} requests were "
-            "not sent. Everything paid for is in the ledger: raise max_cost_usd and "
-            "re-materialize to pay only for the rest",
-            spent_usd=spent[0],
-            estimated_usd=summary.estimated_cost_usd,
-            budget_usd=max_cost_usd or 0.0,
-        )
-    outputs = _assemble(task, frames, rows, hits, results, step, summary, passthrough_columns)
-    return outputs, summary
-
-
-def _ledger_entry(
-    result: ChatResult,
-    request: ChatRequest,
-    task: LLMTask,
-    step: StepInfo,
-    partition: str | None,
-) -> LedgerEntry:
-    return LedgerEntry(
-        key=result.key,
-        response=result.body or {},
-        request=request.body,
-        model=result.model,
-        input_tokens=result.input_tokens,
-        output_tokens=result.output_tokens,
-        cost_usd=result.cost_usd,
-        latency_s=result.latency_s,
-        created_at=datetime.now(UTC),
-        run_id=step.run_id,
-        asset_key=step.asset_key,
-        partition_key=partition,
-        task_version=task.version,
+    resolved = fetcher.fetch(requests, partition_of)
+    for key, resolution in resolved.items():
+        resolution.settle(parse_answer(resolution.body, task.output_schema), key)
+    _repair(task, fetcher, requests, resolved, partition_of)
+    tables, quarantine = build_outputs(
+        task, frames, rows, resolved, requests, step.run_id, summary, passthrough_columns
     )
+    return StepOutput(tables=tables, quarantine=quarantine, summary=summary)
 
 
-def _assemble(
+def _repair(
     task: LLMTask,
-    frames: Mapping[str | None, pd.DataFrame],
-    rows: list[_Row],
-    hits: Mapping[str, LedgerEntry],
-    results: Mapping[str, ChatResult],
-    step: StepInfo,
-    summary: StepSummary,
-    passthrough: tuple[str, ...],
-) -> dict[str | None, pd.DataFrame]:
-    id_column = task.id_column or ROW_INDEX_COLUMN
-    field_names = list(task.output_schema.model_fields)
-    parsed: dict[str, tuple[dict[str, Any] | None, str | None, str | None]] = {}
-    records: dict[str | None, list[dict[str, Any]]] = {p: [] for p in frames}
-    for row in rows:
-        record: dict[str, Any] = {id_column: row.row_id, **row.extra}
-        error_class, error, answer = None, None, None
-        meta: dict[str, Any] = {"llm_request_hash": row.key, "llm_cached": False}
-        if row.pre_error is not None:
-            error_class, error = row.pre_error
-        elif row.key in hits:
-            entry = hits[row.key]
-            meta.update(
-                llm_model=entry.model,
-                llm_input_tokens=entry.input_tokens,
-                llm_output_tokens=entry.output_tokens,
-                llm_cost_usd=entry.cost_usd,
-                llm_latency_s=entry.latency_s,
-                llm_cached=True,
-                llm_paid_by_run_id=entry.run_id,
+    fetcher: _Fetcher,
+    requests: Mapping[str, ChatRequest],
+    resolved: dict[str, Resolution],
+    partition_of: Mapping[str, str | None],
+) -> None:
+    """Asks again, up to ``task.repair_attempts`` times, for answers that broke the schema."""
+    current = dict(requests)
+    for _ in range(task.repair_attempts):
+        broken = {
+            key: res
+            for key, res in resolved.items()
+            if res.error_class == "invalid_schema" and res.body is not None
+        }
+        if not broken:
+            return
+        follow_ups: dict[str, ChatRequest] = {}
+        origin: dict[str, str] = {}
+        for key, res in broken.items():
+            request = repair_request(
+                task, current[key], answer_content(res.body) or "", res.error or ""
             )
-            if row.key not in parsed:
-                parsed[row.key] = parse_answer(entry.response, task.output_schema)
-            answer, error_class, error = parsed[row.key]
-        else:
-            result = results[row.key]  # type: ignore[index]
-            meta.update(
-                llm_model=result.model,
-                llm_input_tokens=result.input_tokens,
-                llm_output_tokens=result.output_tokens,
-                llm_cost_usd=result.cost_usd,
-                llm_latency_s=result.latency_s,
-                llm_paid_by_run_id=step.run_id if result.ok else None,
-            )
-            if result.ok:
-                if row.key not in parsed:
-                    parsed[row.key] = parse_answer(result.body, task.output_schema)
-                answer, error_class, error = parsed[row.key]
-            else:
-                error_class, error = result.error_class, result.error
-        for name in field_names:
-            record[name] = answer.get(name) if answer else None
-        record.update(meta)
-        record["llm_status"] = STATUS_OK if answer is not None else STATUS_FAILED
-        record["llm_error"] = error
-        record["llm_error_class"] = error_class
-        record["llm_task_version"] = task.version
-        record["llm_run_id"] = step.run_id
-        if answer is not None:
-            summary.ok += 1
-        else:
-            summary.failed += 1
-            name = error_class or "error"
-            summary.error_classes[name] = summary.error_classes.get(name, 0) + 1
-        if meta.get("llm_model"):
-            summary.models.add(meta["llm_model"])
-        records[row.partition].append(record)
-    return {p: _to_frame(recs, id_column, task, passthrough) for p, recs in records.items()}
-
-
-def _to_frame(
-    records: list[dict[str, Any]], id_column: str, task: LLMTask, passthrough: tuple[str, ...]
-) -> pd.DataFrame:
-    empty = empty_output_frame(id_column, task.output_schema, passthrough)
-    if not records:
-        return empty
-    df = pd.DataFrame.from_records(records, columns=list(empty.columns))
-    defaults = {
-        "llm_input_tokens": 0,
-        "llm_output_tokens": 0,
-        "llm_cost_usd": 0.0,
-        "llm_latency_s": 0.0,
-        "llm_cached": False,
-    }
-    df = df.fillna(value=defaults)
-    return df.astype(PROVENANCE_COLUMNS)
-
-
-def _progress_logger(log: Any, asset: str, total: int) -> Callable[[EngineStats, int], None]:
-    def report(stats: EngineStats, concurrency: int) -> None:
-        elapsed = max(1e-9, time.monotonic() - stats.started_at)
-        per_min = stats.done / elapsed * 60
-        remaining = total - stats.done
-        eta = remaining / (stats.done / elapsed) if stats.done else float("inf")
-        eta_txt = f"{eta:.0f}s" if math.isfinite(eta) else "?"
-        log.info(
-            f"{asset}: {stats.done}/{total} requests, {per_min:.0f} req/min, "
-            f"{stats.input_tokens + stats.output_tokens} tokens, ${stats.cost_usd:.4f}, "
-            f"ETA {eta_txt}, concurrency {concurrency}, 429s {stats.rate_limited}, "
-            f"retries {stats.retries}"
-        )
-
-    return report
+            follow_ups[request.key] = request
+            origin[request.key] = key
+        answers = fetcher.fetch(follow_ups, {k: partition_of.get(o) for k, o in origin.items()})
+        for repair_key, answer in answers.items():
+            key = origin[repair_key]
+            answer.settle(parse_answer(answer.body, task.output_schema), repair_key)
+            resolved[key] = resolved[key].followed_by(answer)
+            current[key] = follow_ups[repair_key]
+        fetcher.summary.repairs += len(answers)

@@ -121,6 +121,14 @@ class LLMTask(BaseModel):
         default=None, description="Upstream column that identifies a row; copied to output."
     )
     strict: bool = Field(default=True, description="Send the schema in OpenAI strict mode.")
+    repair_attempts: int = Field(
+        default=1,
+        ge=0,
+        description=(
+            "Follow-up requests for an answer that does not match the schema; each shows the "
+            "model its answer and the validation error."
+        ),
+    )
 
     @field_validator("output_schema")
     @classmethod
@@ -168,6 +176,7 @@ class LLMTask(BaseModel):
             "max_tokens_param": self.max_tokens_param,
             "params": self.params,
             "columns": self.columns,
+            "repair_attempts": self.repair_attempts,
         }
         return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]
 

@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from llm_assets.runner import ROW_INDEX_COLUMN
+from llm_assets.planning import ROW_INDEX_COLUMN
 from resources.ledger import ResponseLedger
 from resources.parquet_io import ParquetIOManager
 
@@ -80,8 +80,8 @@ def _find_row(df: pd.DataFrame, id_column: str, row_id: str) -> dict[str, Any] |
     return {k: _json_safe(v) for k, v in match.iloc[0].to_dict().items()}
 
 
-def _id_column(df: pd.DataFrame, asset: dg.AssetsDefinition) -> str:
-    schema = asset.metadata_by_key.get(asset.key, {}).get("dagster/column_schema")
+def _id_column(df: pd.DataFrame, asset: dg.AssetsDefinition, key: dg.AssetKey) -> str:
+    schema = asset.metadata_by_key.get(key, {}).get("dagster/column_schema")
     if isinstance(schema, dg.TableSchema) and schema.columns:
         return schema.columns[0].name
     return ROW_INDEX_COLUMN if ROW_INDEX_COLUMN in df.columns else str(df.columns[0])
@@ -126,7 +126,7 @@ def trace_row(
     if not path.exists():
         raise KeyError(f"no output for asset '{asset}' partition '{partition}' at {path}")
     df = pd.read_parquet(path)
-    id_column = _id_column(df, assets_def)
+    id_column = _id_column(df, assets_def, key)
     row = _find_row(df, id_column, row_id)
     if row is None:
         raise KeyError(f"no row with {id_column}={row_id!r} in {path}")

@@ -6,7 +6,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import dagster as dg
@@ -18,6 +18,8 @@ from resources.engine import ChatEngine, ProgressCallback, ResultCallback
 from resources.errors import UserError
 from resources.pricing import DEFAULT_PRICES, ModelPrice
 from resources.rate_limit import RateLimiter
+from resources.rate_limit_store import limit_key, open_rate_limit_store, resolve_setting
+from resources.rate_limiter import AdaptiveRateLimiter
 
 OFFLINE_ENV = "LLM_ASSETS_OFFLINE"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -112,6 +114,44 @@ class LLMResource(dg.ConfigurableResource):
     progress_interval_s: float = Field(
         default=5.0, description="Seconds between progress lines in the run log."
     )
+    rate_limit_store: Literal["memory", "sqlite", "postgres"] = Field(
+        default="memory",
+        description="Where steps sharing an API key share its rate limit: 'memory' (one "
+        "process), 'sqlite' (processes of one host, e.g. the multiprocess executor) or "
+        "'postgres' (every host; the server of Dagster's run storage works).",
+    )
+    rate_limit_sqlite_path: str | None = Field(
+        default=None,
+        description="SQLite file of the 'sqlite' store; default "
+        "$DAGSTER_HOME/llm_assets_rate_limits.sqlite, next to the Dagster instance.",
+    )
+    rate_limit_postgres_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL of the 'postgres' store (table llm_assets.rate_buckets); "
+        "pass dg.EnvVar('DAGSTER_PG_URL'). It is never logged.",
+    )
+    rate_limit_window_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Length of the provider's rate-limit window in seconds; must match the "
+        "provider (60 for OpenAI's per-minute limits, the simulator's window_s for it).",
+    )
+    rate_limit_target: float = Field(
+        default=0.97,
+        gt=0,
+        le=1,
+        description="Fraction of the provider's limit to aim for; the rest absorbs timing "
+        "jitter so that requests are not rejected.",
+    )
+    rpm_limit: int | None = Field(
+        default=None,
+        description="Requests per window to stay under; None learns the limit from the "
+        "provider's x-ratelimit headers (a lower learned limit still wins).",
+    )
+    tpm_limit: int | None = Field(
+        default=None,
+        description="Tokens per window to stay under; None learns the limit from headers.",
+    )
 
     def context_window(self, model: str) -> int | None:
         """The context window of ``model`` (longest prefix match), or ``None`` if unknown."""
@@ -119,8 +159,42 @@ class LLMResource(dg.ConfigurableResource):
         return self.context_windows[max(matches, key=len)] if matches else None
 
     def make_rate_limiter(self) -> RateLimiter | None:
-        """The limiter for one step; ``None`` leaves concurrency as the only bound."""
-        return None
+        """The limiter for one step, sharing the API key's limit through ``rate_limit_store``.
+
+        It learns the provider's limits from response headers and paces requests just under
+        them (see ``resources.rate_limiter``).
+
+        Examples:
+            .. code-block:: python
+
+                import dagster as dg
+                from resources import LLMResource
+
+                # Steps in every run and on every host share the key's limit through the
+                # Postgres server that holds Dagster's run storage.
+                defs = dg.Definitions(
+                    resources={
+                        "llm": LLMResource(
+                            api_key=dg.EnvVar("OPENAI_API_KEY"),
+                            rate_limit_store="postgres",
+                            rate_limit_postgres_url=dg.EnvVar("DAGSTER_PG_URL"),
+                        )
+                    }
+                )
+        """
+        store = open_rate_limit_store(
+            self.rate_limit_store,
+            sqlite_path=resolve_setting(self.rate_limit_sqlite_path),
+            postgres_url=resolve_setting(self.rate_limit_postgres_url),
+        )
+        return AdaptiveRateLimiter(
+            store,
+            limit_key(self.base_url, resolve_setting(self.api_key) or ""),
+            window_s=self.rate_limit_window_s,
+            target=self.rate_limit_target,
+            rpm_limit=self.rpm_limit,
+            tpm_limit=self.tpm_limit,
+        )
 
     def _make_client(self) -> openai.AsyncOpenAI:
         check_offline_guard(self.base_url)

@@ -22,7 +22,7 @@ import pytest
 os.environ["LLM_ASSETS_OFFLINE"] = "1"
 os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
 
-from llm_assets.simulator import SimulatorServer
+from llm_assets.simulator import SimulatorConfig, SimulatorServer
 from resources.ledger import ResponseLedger
 from resources.llm import LLMResource
 from resources.parquet_io import ParquetIOManager

@@ -11,7 +11,6 @@ simulator, ledger and folders:
 - ``TEST_API_KEY``: the key sent to the simulator
 """
 
-
 import os
 import sys
 

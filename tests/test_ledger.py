@@ -9,7 +9,7 @@ import pickle
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from resources.ledger import (
     LedgerBackend,
     LedgerConfigError,
     LedgerEntry,
+    LedgerError,
     LedgerUnavailableError,
     LedgerWriter,
     ResponseLedger,
@@ -91,6 +92,58 @@ def _clean_processes() -> Any:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([write_from_another_process.__module__])
     return context
+
+
+def _eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class _WrappedBackend(LedgerBackend):
+    """A real backend whose writes can be slowed down or made to fail."""
+
+    def __init__(
+        self,
+        inner: LedgerBackend,
+        *,
+        delay_s: float = 0.0,
+        fail_in_background: bool = False,
+        fail_in_caller: bool = False,
+    ) -> None:
+        self.inner = inner
+        self.delay_s = delay_s
+        self.fail_in_background = fail_in_background
+        self.fail_in_caller = fail_in_caller
+        self.batches: list[int] = []
+
+    def put_many(self, entries: Sequence[LedgerEntry]) -> int:
+        in_background = threading.current_thread().name == "llm-assets-ledger-writer"
+        if self.fail_in_background if in_background else self.fail_in_caller:
+            raise OSError("disk on fire")
+        time.sleep(self.delay_s)
+        self.batches.append(len(entries))
+        return self.inner.put_many(entries)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
+        return self.inner.get_many(keys)
+
+    def contains_many(self, keys: Sequence[str]) -> set[str]:
+        return self.inner.contains_many(keys)
+
+    def count(self) -> int:
+        return self.inner.count()
+
+    def spend(
+        self, *, run_id: str | None = None, asset_key: str | None = None
+    ) -> tuple[int, float]:
+        return self.inner.spend(run_id=run_id, asset_key=asset_key)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class LedgerContract:
@@ -229,40 +282,80 @@ class LedgerContract:
         assert errors == []
         assert backend.count() == 500
 
-    def test_writer_flushes_when_the_batch_is_full(self, backend: LedgerBackend) -> None:
-        with LedgerWriter(backend, batch_size=3, max_delay_s=60) as writer:
-            for i in range(2):
-                writer.add(make_entry(i))
-            assert backend.count() == 0
-            writer.add(make_entry(2))
-            assert backend.count() == 3
-            assert (writer.written, writer.inserted) == (3, 3)
-
-    def test_writer_flushes_after_max_delay(self, backend: LedgerBackend) -> None:
-        with LedgerWriter(backend, batch_size=1000, max_delay_s=0.05) as writer:
+    def test_writer_commits_each_entry_before_add_returns(self, backend: LedgerBackend) -> None:
+        with LedgerWriter(backend) as writer:
             writer.add(make_entry(1))
-            deadline = time.monotonic() + 5
-            while backend.count() == 0 and time.monotonic() < deadline:
-                time.sleep(0.01)
             assert backend.count() == 1
             writer.add(make_entry(1))  # already recorded: written, not inserted
         assert (writer.written, writer.inserted) == (2, 1)
 
-    def test_writer_flushes_on_exit(self, backend: LedgerBackend) -> None:
+    def test_writer_batches_what_other_threads_add_during_a_write(
+        self, backend: LedgerBackend
+    ) -> None:
+        slow = _WrappedBackend(backend, delay_s=0.01)
+        with LedgerWriter(slow, batch_size=5) as writer:
+
+            def add_25(first: int) -> None:
+                for i in range(first, first + 25):
+                    writer.add(make_entry(i))
+
+            threads = [threading.Thread(target=add_25, args=(t * 25,)) for t in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert backend.count() == 100 and writer.written == 100
+        assert max(slow.batches) <= 5 and len(slow.batches) < 100
+
+    def test_background_writer_commits_promptly_without_a_flush(
+        self, backend: LedgerBackend
+    ) -> None:
         with LedgerWriter(backend, batch_size=1000, max_delay_s=60) as writer:
+            writer.add(make_entry(1))
+            assert _eventually(lambda: backend.count() == 1)
+        assert writer.written == 1
+
+    def test_background_writer_bounds_batches_and_backlog(self, backend: LedgerBackend) -> None:
+        slow = _WrappedBackend(backend, delay_s=0.02)
+        with LedgerWriter(slow, batch_size=5, max_delay_s=60) as writer:
+            for i in range(60):
+                writer.add(make_entry(i))
+                assert len(writer._buffer) < 5
+        assert backend.count() == 60 and writer.written == 60
+        assert max(slow.batches) <= 5 and len(slow.batches) < 60
+
+    def test_writer_writes_what_is_left_on_exit(self, backend: LedgerBackend) -> None:
+        stuck = _WrappedBackend(backend, fail_in_background=True)
+        with LedgerWriter(stuck, batch_size=1000, max_delay_s=60) as writer:
             for i in range(5):
                 writer.add(make_entry(i))
             assert backend.count() == 0
-        assert backend.count() == 5
-        assert writer.written == 5
+        assert backend.count() == 5 and writer.written == 5
 
-    def test_writer_flushes_when_the_block_raises(self, backend: LedgerBackend) -> None:
-        writer = LedgerWriter(backend, batch_size=1000, max_delay_s=60)
+    def test_writer_writes_what_is_left_when_the_block_raises(self, backend: LedgerBackend) -> None:
+        stuck = _WrappedBackend(backend, fail_in_background=True)
+        writer = LedgerWriter(stuck, batch_size=1000, max_delay_s=60)
         with pytest.raises(RuntimeError, match="provider went away"), writer:
             writer.add(make_entry(1))
             writer.add(make_entry(2))
             raise RuntimeError("provider went away")
         assert backend.count() == 2
+
+    def test_writer_surfaces_a_database_that_keeps_failing(self, backend: LedgerBackend) -> None:
+        broken = _WrappedBackend(backend, fail_in_background=True, fail_in_caller=True)
+        writer = LedgerWriter(broken)
+        with pytest.raises(OSError, match="disk on fire"):
+            writer.add(make_entry(1))
+        with pytest.raises(OSError, match="disk on fire"):
+            writer.close()
+
+        writer = LedgerWriter(broken, batch_size=3, max_delay_s=0.05)
+        with pytest.raises(LedgerError, match="its last write failed"):
+            for i in range(100):
+                writer.add(make_entry(i))
+        with pytest.raises(OSError, match="disk on fire"):
+            writer.close()
+        assert backend.count() == 0
 
     def test_entries_pickle_before_and_after_storage(self, backend: LedgerBackend) -> None:
         entry = make_entry(3)

@@ -47,8 +47,10 @@ def _materialize(
     )
 
 
-def _meta(result: dg.ExecuteInProcessResult, node: str = "label") -> dict[str, Any]:
-    (materialization,) = result.asset_materializations_for_node(node)
+def _meta(result: dg.ExecuteInProcessResult, asset: str = "label") -> dict[str, Any]:
+    (materialization,) = [
+        m for m in result.asset_materializations_for_node(asset) if m.asset_key.path == [asset]
+    ]
     return {k: v.value for k, v in materialization.metadata.items()}
 
 
@@ -82,8 +84,9 @@ def test_changed_prompt_requests_every_row_again(
     sqlite_instance: dg.DagsterInstance, simulator: SimulatorServer, resources: dict[str, Any]
 ) -> None:
     source = texts_asset(TEXTS)
-    assert _materialize([source, llm_asset(make_task(), upstream=source)], resources,
-                        sqlite_instance).success
+    assert _materialize(
+        [source, llm_asset(make_task(), upstream=source)], resources, sqlite_instance
+    ).success
     changed = llm_asset(make_task(user_prompt="Message: {text}"), upstream=source)
     result = _materialize([source, changed], resources, sqlite_instance)
     assert result.success
@@ -95,8 +98,9 @@ def test_identical_rows_are_sent_once(
     sqlite_instance: dg.DagsterInstance, simulator: SimulatorServer, resources: dict[str, Any]
 ) -> None:
     source = texts_asset(["same text"] * 10 + ["other text"])
-    result = _materialize([source, llm_asset(make_task(), upstream=source)], resources,
-                          sqlite_instance)
+    result = _materialize(
+        [source, llm_asset(make_task(), upstream=source)], resources, sqlite_instance
+    )
     assert result.success
     assert simulator.stats()["chat_completions"] == 2
     assert _meta(result)["duplicates_collapsed"] == 9 and _meta(result)["ok"] == 11
@@ -181,12 +185,18 @@ def test_sigkill_half_way_then_rerun_pays_only_for_the_rest(
     simulator.configure(latency_ms=25, latency_jitter=0.3)
     ledger_path = tmp_path / "ledger.sqlite"
     env = _subprocess_env(
-        tmp_path, simulator, f"sqlite:{ledger_path}",
-        TEST_ROWS=str(rows), TEST_CONCURRENCY=str(concurrency),
+        tmp_path,
+        simulator,
+        f"sqlite:{ledger_path}",
+        TEST_ROWS=str(rows),
+        TEST_CONCURRENCY=str(concurrency),
     )
     worker = subprocess.Popen(
         [sys.executable, "-m", "tests.ledger_pipeline", "p1"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     ledger = ResponseLedger(backend="sqlite", sqlite_path=str(ledger_path))
     deadline = time.monotonic() + 120
@@ -206,7 +216,11 @@ def test_sigkill_half_way_then_rerun_pays_only_for_the_rest(
 
     rerun = subprocess.run(
         [sys.executable, "-m", "tests.ledger_pipeline", "p1"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     stats = simulator.stats()
@@ -229,9 +243,22 @@ def test_two_partitions_in_parallel_share_the_postgres_ledger(
     dagster = str(Path(sys.executable).with_name("dagster"))
     procs = [
         subprocess.Popen(
-            [dagster, "asset", "materialize", "-m", "tests.ledger_pipeline",
-             "--select", "*", "--partition", partition],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                dagster,
+                "asset",
+                "materialize",
+                "-m",
+                "tests.ledger_pipeline",
+                "--select",
+                "*",
+                "--partition",
+                partition,
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for partition in ("p1", "p2")
     ]
@@ -259,8 +286,9 @@ def test_api_key_never_stored_or_logged(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     source = texts_asset([*TEXTS[:5], "bad [[sim:invalid_json]]"])
-    result = _materialize([source, llm_asset(make_task(), upstream=source)], resources,
-                          sqlite_instance)
+    result = _materialize(
+        [source, llm_asset(make_task(), upstream=source)], resources, sqlite_instance
+    )
     assert result.success
     needle = TEST_API_KEY.encode()
     stored = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -281,14 +309,17 @@ def test_trace_follows_a_row_to_input_prompt_model_and_runs(
     from llm_assets.example.sample_reviews import generate_reviews
     from llm_assets.trace import format_trace, trace_row
 
-    first = dg.materialize(ASSETS, partition_key="2026-11-01", resources=resources,
-                           instance=sqlite_instance)
-    second = dg.materialize(ASSETS, partition_key="2026-11-01", resources=resources,
-                            instance=sqlite_instance)
+    first = dg.materialize(
+        ASSETS, partition_key="2026-11-01", resources=resources, instance=sqlite_instance
+    )
+    second = dg.materialize(
+        ASSETS, partition_key="2026-11-01", resources=resources, instance=sqlite_instance
+    )
     defs = dg.Definitions(assets=ASSETS, resources=resources)
     review = generate_reviews("2026-11-01").iloc[3]
-    trace = trace_row(defs, sqlite_instance, "review_insights", review["review_id"],
-                      partition="2026-11-01")
+    trace = trace_row(
+        defs, sqlite_instance, "review_insights", review["review_id"], partition="2026-11-01"
+    )
     assert trace.status == "ok" and trace.task_version == INSIGHT_TASK.version
     assert trace.model == "sim-small"
     assert trace.paid_by_run_id == first.run_id
@@ -305,9 +336,7 @@ def test_trace_follows_a_row_to_input_prompt_model_and_runs(
     assert first.run_id in text and review["body"] in text
 
 
-def test_trace_command_line(
-    simulator: SimulatorServer, tmp_path: Path
-) -> None:
+def test_trace_command_line(simulator: SimulatorServer, tmp_path: Path) -> None:
     env = _subprocess_env(tmp_path, simulator, "unused")
     env.update(
         LLM_ASSETS_BASE_URL=simulator.base_url,
@@ -316,24 +345,62 @@ def test_trace_command_line(
     )
     dagster = str(Path(sys.executable).with_name("dagster"))
     done = subprocess.run(
-        [dagster, "asset", "materialize", "-m", "llm_assets.definitions", "--select",
-         "raw_reviews,review_insights", "--partition", "2026-11-03"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            dagster,
+            "asset",
+            "materialize",
+            "-m",
+            "llm_assets.definitions",
+            "--select",
+            "raw_reviews,review_insights",
+            "--partition",
+            "2026-11-03",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     shown = subprocess.run(
-        [sys.executable, "-m", "llm_assets", "trace", "review_insights", "--partition",
-         "2026-11-03", "--row", "2026-11-03-0002"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "llm_assets",
+            "trace",
+            "review_insights",
+            "--partition",
+            "2026-11-03",
+            "--row",
+            "2026-11-03-0002",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert "status:           ok" in shown.stdout
     assert "[user] Product:" in shown.stdout and "paid by run:" in shown.stdout
     assert "raw_reviews partition=2026-11-03" in shown.stdout
     missing = subprocess.run(
-        [sys.executable, "-m", "llm_assets", "trace", "review_insights", "--partition",
-         "2026-11-03", "--row", "nope"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "llm_assets",
+            "trace",
+            "review_insights",
+            "--partition",
+            "2026-11-03",
+            "--row",
+            "nope",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert missing.returncode == 1 and "no row with review_id='nope'" in missing.stderr
-

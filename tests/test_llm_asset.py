@@ -78,8 +78,9 @@ def test_prompt_change_changes_code_version_and_marks_stale(
     source = source_asset(ROWS)
     v1 = llm_asset(make_task(), upstream=source)
     v2 = llm_asset(make_task(user_prompt="Classify this text: {text}"), upstream=source)
-    assert v1.code_versions_by_key[v1.key] != v2.code_versions_by_key[v2.key]
-    assert v1.code_versions_by_key[v1.key] == make_task().version
+    key = dg.AssetKey("label")
+    assert v1.code_versions_by_key[key] != v2.code_versions_by_key[key]
+    assert v1.code_versions_by_key[key] == make_task().version
 
     assert _run([source, v1], resources, sqlite_instance).success
 
@@ -88,7 +89,7 @@ def test_prompt_change_changes_code_version_and_marks_stale(
         resolver = CachingStaleStatusResolver(
             sqlite_instance, graph, LoadingContextForTest(sqlite_instance)
         )
-        return resolver.get_status(asset.key, "eu")
+        return resolver.get_status(dg.AssetKey("label"), "eu")
 
     assert status(v1) == StaleStatus.FRESH
     assert status(v2) == StaleStatus.STALE
@@ -137,7 +138,7 @@ def test_empty_partition_gives_empty_table_and_no_requests(
     assert simulator.stats()["requests_total"] == 0
 
 
-def test_invalid_schema_answer_marks_only_that_row_failed(
+def test_invalid_schema_answer_is_repaired_by_one_follow_up(
     sqlite_instance: dg.DagsterInstance,
     simulator: SimulatorServer,
     resources: dict[str, Any],
@@ -145,7 +146,24 @@ def test_invalid_schema_answer_marks_only_that_row_failed(
 ) -> None:
     rows = [*ROWS, {"id": 99, "text": "broken [[sim:invalid_json]]"}]
     source = source_asset(rows)
-    asset = llm_asset(make_task(), upstream=source)
+    result = _run([source, llm_asset(make_task(), upstream=source)], resources, sqlite_instance)
+    assert result.success
+    table = pd.read_parquet(tmp_path / "data" / "label" / "eu.parquet").set_index("id")
+    assert (table["llm_status"] == "ok").all()
+    assert table.loc[99, "llm_repairs"] == 1 and table.loc[0, "llm_repairs"] == 0
+    assert table.loc[99, "llm_input_tokens"] > table.loc[0, "llm_input_tokens"]
+    assert simulator.stats()["chat_completions"] == len(rows) + 1
+
+
+def test_invalid_schema_answer_without_repairs_fails_only_that_row_and_is_quarantined(
+    sqlite_instance: dg.DagsterInstance,
+    simulator: SimulatorServer,
+    resources: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    rows = [*ROWS, {"id": 99, "text": "broken [[sim:invalid_json]]"}]
+    source = source_asset(rows)
+    asset = llm_asset(make_task(repair_attempts=0), upstream=source)
     result = _run([source, asset], resources, sqlite_instance)
     assert result.success
     table = pd.read_parquet(tmp_path / "data" / "label" / "eu.parquet").set_index("id")
@@ -155,8 +173,17 @@ def test_invalid_schema_answer_marks_only_that_row_failed(
     assert "does not match Label" in bad["llm_error"]
     assert pd.isna(bad["label"])
     assert (table.drop(index=99)["llm_status"] == "ok").all()
-    meta = result.asset_materializations_for_node("label")[0].metadata
+    (materialization,) = [
+        m for m in result.asset_materializations_for_node("label") if m.asset_key.path == ["label"]
+    ]
+    meta = materialization.metadata
     assert meta["failed"].value == 1 and meta["ok"].value == len(ROWS)
+    quarantine = pd.read_parquet(tmp_path / "data" / "label_quarantine" / "eu.parquet")
+    assert quarantine["id"].tolist() == [99]
+    assert quarantine["error_class"].tolist() == ["invalid_schema"]
+    assert "[[sim:invalid_json]]" in quarantine["request"].iloc[0]
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.metadata["failure_rate"].value == round(1 / 6, 4)
 
 
 def test_prompt_over_context_window_fails_that_row_without_sending(

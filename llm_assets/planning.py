@@ -1,0 +1,121 @@
+"""Rendering: one request per upstream row, hashed into its ledger key."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from llm_assets.task import LLMTask, request_hash
+from resources.chat_types import ChatRequest
+from resources.errors import MissingColumnsError
+
+ROW_INDEX_COLUMN = "row_index"
+
+
+@dataclass
+class PlannedRow:
+    """One upstream row: its id, copied columns, and its request key or pre-send failure."""
+
+    partition: str | None
+    row_id: Any
+    extra: dict[str, Any]
+    key: str | None = None
+    pre_error: tuple[str, str] | None = None
+    pre_body: dict[str, Any] | None = None
+
+
+def check_columns(
+    task: LLMTask,
+    df: pd.DataFrame,
+    asset: str,
+    upstream: str,
+    passthrough: tuple[str, ...] = (),
+) -> None:
+    """Raises ``MissingColumnsError`` when ``df`` lacks a column the task reads."""
+    needed = dict.fromkeys([*task.required_columns, *passthrough])
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise MissingColumnsError(asset, missing, [str(c) for c in df.columns], upstream)
+
+
+def over_window(est: int, max_output: int, window: int, model: str) -> tuple[str, str]:
+    """The failure of a row whose prompt does not fit the model's context window."""
+    return "context_length_exceeded", (
+        f"the prompt is about {est} tokens; with max_output_tokens={max_output} it is over "
+        f"the {window}-token context window of '{model}'. Shorten the input or use a model "
+        "with a larger window"
+    )
+
+
+def _text(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value
+
+
+def plan_rows(
+    task: LLMTask,
+    frames: Mapping[str | None, pd.DataFrame],
+    model: str,
+    window: int | None,
+    passthrough: tuple[str, ...] = (),
+) -> tuple[list[PlannedRow], dict[str, ChatRequest]]:
+    """Renders every row of every partition; identical requests share one key.
+
+    Returns:
+        The rows in input order, and the unique requests by key.
+    """
+    rows: list[PlannedRow] = []
+    requests: dict[str, ChatRequest] = {}
+    variables = task.template_variables
+    sources = [task.columns.get(v, v) for v in variables]
+    for partition, df in frames.items():
+        ids = df[task.id_column].tolist() if task.id_column else list(range(len(df)))
+        value_columns = [df[c].tolist() for c in sources]
+        extra_columns = [df[c].tolist() for c in passthrough]
+        for i, row_id in enumerate(ids):
+            extra = {c: col[i] for c, col in zip(passthrough, extra_columns, strict=True)}
+            values = {v: _text(col[i]) for v, col in zip(variables, value_columns, strict=True)}
+            messages = task.render_messages(values)
+            est = task.estimate_prompt_tokens(messages)
+            body = task.request_body(messages, model)
+            if window is not None and est + task.max_output_tokens > window:
+                error = over_window(est, task.max_output_tokens, window, model)
+                rows.append(PlannedRow(partition, row_id, extra, pre_error=error, pre_body=body))
+                continue
+            key = request_hash(body)
+            if key not in requests:
+                requests[key] = ChatRequest(key=key, body=body, est_prompt_tokens=est)
+            rows.append(PlannedRow(partition, row_id, extra, key=key))
+    return rows, requests
+
+
+def repair_request(
+    task: LLMTask, original: ChatRequest, bad_answer: str, problem: str
+) -> ChatRequest:
+    """A follow-up request that shows the model its invalid answer and asks again.
+
+    The conversation is the original one plus the bad answer and a correction, so it has its
+    own ledger key: a repair is paid for once, like any other request.
+    """
+    messages = [
+        *original.body["messages"],
+        {"role": "assistant", "content": bad_answer},
+        {
+            "role": "user",
+            "content": (
+                f"That answer is invalid: {problem}. Reply again with only JSON that matches "
+                "the required schema exactly."
+            ),
+        },
+    ]
+    body = {**original.body, "messages": messages}
+    return ChatRequest(
+        key=request_hash(body),
+        body=body,
+        est_prompt_tokens=task.estimate_prompt_tokens(messages),
+    )

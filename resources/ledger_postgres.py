@@ -1,0 +1,307 @@
+"""PostgreSQL ledger backend: one table shared by every run, host and process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC
+from typing import TypeVar
+from urllib.parse import unquote
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+import psycopg2.extras
+
+from resources.ledger import (
+    ConnectionPool,
+    LedgerBackend,
+    LedgerEntry,
+    LedgerUnavailableError,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_KEYS_PER_QUERY = 25_000
+_ROWS_PER_INSERT = 1_000
+_ATTEMPTS = 3
+
+_COLUMNS = (
+    "key, model, input_tokens, output_tokens, cost_usd, latency_s, created_at, "
+    "run_id, asset_key, partition_key, task_version, request, response"
+)
+
+_PASSWORD_IN_URL = re.compile(r"^(?P<head>[^:/?#]+://[^:@/?#]*):(?P<password>[^@/?#]*)@")
+_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)(?P<password>[^&#]*)")
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***``, for messages and logs.
+
+    Examples:
+        >>> mask_url("postgresql://app:s3cret@db:5432/llm")
+        'postgresql://app:***@db:5432/llm'
+    """
+    url = _PASSWORD_IN_URL.sub(r"\g<head>:***@", url)
+    return _PASSWORD_IN_QUERY.sub(r"\g<head>***", url)
+
+
+def _scrub(text: str, url: str) -> str:
+    """Remove every spelling of the URL's password from an error message."""
+    passwords = {m.group("password") for m in _PASSWORD_IN_URL.finditer(url)}
+    passwords |= {m.group("password") for m in _PASSWORD_IN_QUERY.finditer(url)}
+    text = text.replace(url, mask_url(url))
+    for password in passwords | {unquote(p) for p in passwords}:
+        if password:
+            text = text.replace(password, "***")
+    return text
+
+
+def _to_row(entry: LedgerEntry) -> tuple[object, ...]:
+    return (
+        entry.key,
+        entry.model,
+        entry.input_tokens,
+        entry.output_tokens,
+        entry.cost_usd,
+        entry.latency_s,
+        entry.created_at,
+        entry.run_id,
+        entry.asset_key,
+        entry.partition_key,
+        entry.task_version,
+        json.dumps(entry.request, separators=(",", ":"), ensure_ascii=False),
+        json.dumps(entry.response, separators=(",", ":"), ensure_ascii=False),
+    )
+
+
+def _to_entry(row: tuple) -> LedgerEntry:
+    key, model, in_tok, out_tok, cost, latency, created, run, asset, part, version, req, resp = row
+    return LedgerEntry.from_json(
+        key,
+        resp,
+        req,
+        model,
+        in_tok,
+        out_tok,
+        cost,
+        latency,
+        created.astimezone(UTC),
+        run,
+        asset,
+        part,
+        version,
+    )
+
+
+def _close(conn: psycopg2.extensions.connection) -> None:
+    conn.close()
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _ConnectionDroppedError(Exception):
+    """Internal: the connection died mid-transaction; the cause holds the driver error."""
+
+
+class PostgresLedgerBackend(LedgerBackend):
+    """Ledger in a PostgreSQL table, safe for any number of threads, processes and hosts.
+
+    Request and response bodies are stored as TEXT holding JSON: decoding TEXT with
+    ``json.loads`` is faster for bulk reads than JSONB, and ``response::jsonb`` still works in
+    ad-hoc queries. The schema and table are created on first use; concurrent first uses are
+    serialised with an advisory lock.
+
+    Args:
+        url: ``postgresql://``, ``postgres://`` or ``postgresql+psycopg2://`` URL. Its password
+            never appears in messages or logs.
+        schema: Schema holding the ``responses`` table.
+        max_idle_connections: Connections kept open between calls.
+
+    Examples:
+        .. code-block:: python
+
+            backend = PostgresLedgerBackend(os.environ["LLM_ASSETS_LEDGER_URL"])
+            hits = backend.get_many(keys)
+            backend.close()
+    """
+
+    def __init__(self, url: str, *, schema: str = "llm_assets", max_idle_connections: int = 4):
+        self._url = url
+        self._dsn = re.sub(r"^postgres(ql)?(\+psycopg2)?://", "postgresql://", url)
+        self.schema = schema
+        self.table = f"{_quote_ident(schema)}.responses"
+        self._pool: ConnectionPool[psycopg2.extensions.connection] = ConnectionPool(
+            self._connect, _close, max_idle=max_idle_connections
+        )
+        self._create_schema()
+        logger.debug("opened PostgreSQL ledger %s (table %s)", mask_url(url), self.table)
+
+    def __repr__(self) -> str:
+        return f"PostgresLedgerBackend({mask_url(self._url)!r}, schema={self.schema!r})"
+
+    def _connect(self) -> psycopg2.extensions.connection:
+        try:
+            # Settings in the URL win; without a timeout libpq waits forever for a dead host.
+            defaults = {"application_name": "llm-assets-ledger", "connect_timeout": "10"}
+            options = {k: v for k, v in defaults.items() if f"{k}=" not in self._dsn}
+            conn = psycopg2.connect(self._dsn, **options)
+            with conn.cursor() as cur:
+                # Timestamps come back in UTC whatever the server or role default is.
+                cur.execute("SET TIME ZONE 'UTC'")
+            conn.commit()
+        except psycopg2.Error as exc:
+            message = _scrub(str(exc).strip(), self._url)
+            raise LedgerUnavailableError(
+                f"cannot connect to the PostgreSQL ledger at {mask_url(self._url)}: {message}"
+            ) from None
+        return conn
+
+    def _run(self, work: Callable[[psycopg2.extensions.cursor], T]) -> T:
+        """Run ``work`` in one transaction, retrying deadlocks and dropped connections."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return self._run_once(work)
+            except (psycopg2.extensions.TransactionRollbackError, _ConnectionDroppedError) as exc:
+                if attempt == _ATTEMPTS:
+                    raise (exc.__cause__ or exc) from None
+                logger.warning("ledger transaction failed (%s); retrying", type(exc).__name__)
+        raise AssertionError("unreachable")
+
+    def _run_once(self, work: Callable[[psycopg2.extensions.cursor], T]) -> T:
+        with self._pool.connection() as conn:
+            try:
+                with conn.cursor() as cur:
+                    result = work(cur)
+                conn.commit()
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                # A pooled connection may have been cut by a server restart or an idle timeout;
+                # every ledger operation is idempotent, so it is safe to run again.
+                rolled_back = isinstance(exc, psycopg2.extensions.TransactionRollbackError)
+                if conn.closed and not rolled_back:
+                    raise _ConnectionDroppedError from exc
+                raise
+        return result
+
+    def _create_schema(self) -> None:
+        def create(cur: psycopg2.extensions.cursor) -> None:
+            cur.execute("SELECT to_regclass(%s)", (self.table,))
+            if cur.fetchone()[0] is not None:
+                return
+            # CREATE ... IF NOT EXISTS still fails on a catalog unique violation when two
+            # sessions race; the lock makes the second one wait and then see the table.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ledger:{self.table}",))
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(self.schema)}")
+            cur.execute(
+                f"""
+                CREATE TABLE IF NOT EXISTS {self.table} (
+                    key TEXT COLLATE "C" PRIMARY KEY,
+                    model TEXT NOT NULL,
+                    input_tokens BIGINT NOT NULL,
+                    output_tokens BIGINT NOT NULL,
+                    cost_usd DOUBLE PRECISION NOT NULL,
+                    latency_s DOUBLE PRECISION NOT NULL,
+                    created_at TIMESTAMPTZ NOT NULL,
+                    run_id TEXT NOT NULL,
+                    asset_key TEXT NOT NULL,
+                    partition_key TEXT,
+                    task_version TEXT NOT NULL,
+                    request TEXT NOT NULL,
+                    response TEXT NOT NULL
+                )
+                """
+            )
+            cur.execute(f"CREATE INDEX IF NOT EXISTS responses_run_id ON {self.table} (run_id)")
+            cur.execute(
+                "CREATE INDEX IF NOT EXISTS responses_asset "
+                f"ON {self.table} (asset_key, partition_key)"
+            )
+
+        self._run(create)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Return the stored entries for ``keys``; keys not in the ledger are absent."""
+        unique = list(dict.fromkeys(keys))
+        query = f"SELECT {_COLUMNS} FROM {self.table} WHERE key = ANY(%s)"
+
+        def fetch(cur: psycopg2.extensions.cursor) -> dict[str, LedgerEntry]:
+            found: dict[str, LedgerEntry] = {}
+            for start in range(0, len(unique), _KEYS_PER_QUERY):
+                cur.execute(query, (unique[start : start + _KEYS_PER_QUERY],))
+                for row in cur.fetchall():
+                    found[row[0]] = _to_entry(row)
+            return found
+
+        return self._run(fetch) if unique else {}
+
+    def contains_many(self, keys: Sequence[str]) -> set[str]:
+        """Return the subset of ``keys`` present in the ledger, without loading the bodies."""
+        unique = list(dict.fromkeys(keys))
+        query = f"SELECT key FROM {self.table} WHERE key = ANY(%s)"
+
+        def fetch(cur: psycopg2.extensions.cursor) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(unique), _KEYS_PER_QUERY):
+                cur.execute(query, (unique[start : start + _KEYS_PER_QUERY],))
+                found.update(row[0] for row in cur.fetchall())
+            return found
+
+        return self._run(fetch) if unique else set()
+
+    def put_many(self, entries: Sequence[LedgerEntry]) -> int:
+        """Store ``entries``; an existing key is left untouched. Returns how many were new."""
+        # Inserting in key order means two writers with overlapping batches lock keys in the
+        # same order and cannot deadlock; within a batch the first entry for a key wins.
+        first: dict[str, LedgerEntry] = {}
+        for entry in entries:
+            first.setdefault(entry.key, entry)
+        rows = [_to_row(first[key]) for key in sorted(first)]
+        query = (
+            f"INSERT INTO {self.table} ({_COLUMNS}) VALUES %s "
+            "ON CONFLICT (key) DO NOTHING RETURNING key"
+        )
+
+        def insert(cur: psycopg2.extensions.cursor) -> int:
+            inserted = psycopg2.extras.execute_values(
+                cur, query, rows, page_size=_ROWS_PER_INSERT, fetch=True
+            )
+            return len(inserted)
+
+        return self._run(insert) if rows else 0
+
+    def count(self) -> int:
+        """Return the number of entries in the ledger."""
+
+        def fetch(cur: psycopg2.extensions.cursor) -> int:
+            cur.execute(f"SELECT COUNT(*) FROM {self.table}")
+            return cur.fetchone()[0]
+
+        return self._run(fetch)
+
+    def spend(
+        self, *, run_id: str | None = None, asset_key: str | None = None
+    ) -> tuple[int, float]:
+        """Return ``(entries, total cost in USD)`` paid, optionally filtered by run and asset."""
+        filters = {"run_id": run_id, "asset_key": asset_key}
+        where = [f"{column} = %s" for column, value in filters.items() if value is not None]
+        params = [value for value in filters.values() if value is not None]
+        query = f"SELECT COUNT(*), COALESCE(SUM(cost_usd), 0.0) FROM {self.table}"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+
+        def fetch(cur: psycopg2.extensions.cursor) -> tuple[int, float]:
+            cur.execute(query, params)
+            entries, cost = cur.fetchone()
+            return entries, float(cost)
+
+        return self._run(fetch)
+
+    def close(self) -> None:
+        """Close every connection; the backend cannot be used afterwards."""
+        self._pool.close()

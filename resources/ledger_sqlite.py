@@ -1,0 +1,227 @@
+"""SQLite ledger backend: one file, several processes on one host, WAL mode."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from resources.ledger import (
+    ConnectionPool,
+    LedgerBackend,
+    LedgerEntry,
+    LedgerUnavailableError,
+)
+
+logger = logging.getLogger(__name__)
+
+# SQLite's default SQLITE_MAX_VARIABLE_NUMBER was 999 before 3.32; stay under it everywhere.
+_MAX_PARAMS = 900
+
+# Bodies last: SQLite decodes columns left to right and large values spill to overflow pages.
+_COLUMNS = (
+    "key, model, input_tokens, output_tokens, cost_usd, latency_s, created_at, "
+    "run_id, asset_key, partition_key, task_version, request, response"
+)
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS responses (
+        key TEXT PRIMARY KEY NOT NULL,
+        model TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        latency_s REAL NOT NULL,
+        created_at TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        asset_key TEXT NOT NULL,
+        partition_key TEXT,
+        task_version TEXT NOT NULL,
+        request TEXT NOT NULL,
+        response TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS responses_run_id ON responses (run_id)",
+    "CREATE INDEX IF NOT EXISTS responses_asset ON responses (asset_key, partition_key)",
+)
+
+
+def _to_row(entry: LedgerEntry) -> tuple[object, ...]:
+    return (
+        entry.key,
+        entry.model,
+        entry.input_tokens,
+        entry.output_tokens,
+        entry.cost_usd,
+        entry.latency_s,
+        entry.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        entry.run_id,
+        entry.asset_key,
+        entry.partition_key,
+        entry.task_version,
+        json.dumps(entry.request, separators=(",", ":"), ensure_ascii=False),
+        json.dumps(entry.response, separators=(",", ":"), ensure_ascii=False),
+    )
+
+
+def _to_entry(row: tuple) -> LedgerEntry:
+    key, model, in_tok, out_tok, cost, latency, created, run, asset, part, version, req, resp = row
+    return LedgerEntry.from_json(
+        key,
+        resp,
+        req,
+        model,
+        in_tok,
+        out_tok,
+        cost,
+        latency,
+        datetime.fromisoformat(created),
+        run,
+        asset,
+        part,
+        version,
+    )
+
+
+def _chunks(keys: Sequence[str]) -> list[list[str]]:
+    unique = list(dict.fromkeys(keys))
+    return [unique[i : i + _MAX_PARAMS] for i in range(0, len(unique), _MAX_PARAMS)]
+
+
+class SQLiteLedgerBackend(LedgerBackend):
+    """Ledger in a SQLite file, safe for several threads and processes on one host.
+
+    The file uses WAL mode so readers never block the writer; writers take the write lock up
+    front (``BEGIN IMMEDIATE``) and wait up to ``busy_timeout_s`` for each other. Each thread
+    borrows its own connection from a small pool.
+
+    Args:
+        path: Database file; relative paths resolve against the working directory. The parent
+            directory is created.
+        busy_timeout_s: How long a write waits for another process's write lock.
+
+    Examples:
+        .. code-block:: python
+
+            backend = SQLiteLedgerBackend(".dagster_home/ledger.sqlite")
+            hits = backend.get_many(keys)
+            backend.close()
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path).expanduser().absolute()
+        self._busy_timeout_s = busy_timeout_s
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerUnavailableError(
+                f"cannot create the directory for the SQLite ledger {self.path}: {exc}"
+            ) from exc
+        self._pool: ConnectionPool[sqlite3.Connection] = ConnectionPool(
+            self._connect, sqlite3.Connection.close
+        )
+        self._create_schema()
+        logger.debug("opened SQLite ledger at %s", self.path)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            # Autocommit mode: transactions are opened explicitly, so writes can BEGIN IMMEDIATE.
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            # In WAL mode NORMAL survives any process crash; only an OS crash or power cut can
+            # drop the last commits. FULL would fsync every commit, and `LedgerWriter` commits
+            # once per response.
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            raise LedgerUnavailableError(
+                f"cannot open the SQLite ledger {self.path}: {exc}"
+            ) from exc
+        return conn
+
+    def _create_schema(self) -> None:
+        with self._pool.connection() as conn:
+            deadline = time.monotonic() + self._busy_timeout_s
+            # Switching to WAL needs a moment alone with the file; another process creating the
+            # same ledger can make it fail fast with "database is locked" despite the timeout.
+            while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                except sqlite3.OperationalError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Return the stored entries for ``keys``; keys not in the ledger are absent."""
+        found: dict[str, LedgerEntry] = {}
+        with self._pool.connection() as conn:
+            for chunk in _chunks(keys):
+                query = (
+                    f"SELECT {_COLUMNS} FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
+                )
+                for row in conn.execute(query, chunk):
+                    found[row[0]] = _to_entry(row)
+        return found
+
+    def contains_many(self, keys: Sequence[str]) -> set[str]:
+        """Return the subset of ``keys`` present in the ledger, without loading the bodies."""
+        found: set[str] = set()
+        with self._pool.connection() as conn:
+            for chunk in _chunks(keys):
+                query = f"SELECT key FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
+                found.update(row[0] for row in conn.execute(query, chunk))
+        return found
+
+    def put_many(self, entries: Sequence[LedgerEntry]) -> int:
+        """Store ``entries``; an existing key is left untouched. Returns how many were new."""
+        if not entries:
+            return 0
+        rows = [_to_row(entry) for entry in entries]
+        with self._pool.connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            before = conn.total_changes
+            conn.executemany(
+                f"INSERT INTO responses ({_COLUMNS}) VALUES ({','.join('?' * 13)}) "
+                "ON CONFLICT (key) DO NOTHING",
+                rows,
+            )
+            inserted = conn.total_changes - before
+            conn.execute("COMMIT")
+        return inserted
+
+    def count(self) -> int:
+        """Return the number of entries in the ledger."""
+        with self._pool.connection() as conn:
+            return conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def spend(
+        self, *, run_id: str | None = None, asset_key: str | None = None
+    ) -> tuple[int, float]:
+        """Return ``(entries, total cost in USD)`` paid, optionally filtered by run and asset."""
+        filters = {"run_id": run_id, "asset_key": asset_key}
+        where = [f"{column} = ?" for column, value in filters.items() if value is not None]
+        params = [value for value in filters.values() if value is not None]
+        query = "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0.0) FROM responses"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        with self._pool.connection() as conn:
+            entries, cost = conn.execute(query, params).fetchone()
+        return entries, float(cost)
+
+    def close(self) -> None:
+        """Close every connection; the backend cannot be used afterwards."""
+        self._pool.close()

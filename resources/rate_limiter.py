@@ -1,0 +1,346 @@
+"""Adaptive rate limiter: runs at the provider's limit without being told what it is.
+
+How it paces (per API key, whatever the number of steps and runs sharing it):
+
+- **Learn.** Until the first answer arrives one probe request goes out (one more per
+  ``probe_interval_s`` if it is slow), so N workers do not start with N rejected requests.
+  Every answer's ``x-ratelimit-limit-*`` headers give the requests and tokens allowed per
+  window; ``window_s`` must be the provider's window (60 s for OpenAI). An endpoint that sends
+  no such headers is not paced, but a 429 from it sets a limit from what was just sent.
+- **Pace.** Two GCRA token buckets (requests, tokens) refill at ``target`` (0.97) x ``scale`` x
+  limit per window and hold at most ``burst_fraction`` (1%) of the limit, so any window of the
+  provider's sliding count holds at most ~98% of the limit; the rest absorbs network jitter.
+  A step starts at 80% of that rate and ramps up over a quarter window, because its first
+  requests open connections and reach the provider late and bunched. A request reserves one
+  request and its estimated tokens (prompt estimate + ``max_tokens``, which the provider
+  counts at admission); reported usage above the estimate is charged to the next
+  reservation. Nothing is refunded when usage is below it: the provider counted
+  ``max_tokens`` already.
+- **React.** A 429 multiplies ``scale`` by ``decrease_factor`` (at most once per cooldown, so
+  one burst of rejections is one event) and ``scale`` climbs back linearly by
+  ``recovery_per_window`` per window (AIMD). ``retry-after`` pauses everyone sharing the key;
+  requests already waiting for their turn take a new one after the pause. Headers saying the
+  window is full (``remaining`` at 0) hold new reservations until their ``reset``.
+
+Where the state lives: a ``RateLimitStore`` row per ``limit_key`` (see
+``resources.rate_limit_store``): memory (one process), SQLite (processes of one host) or
+PostgreSQL (every host). Why a database row rather than Dagster concurrency pools: a pool caps
+how many steps run at once, not how many requests per minute they send; a step's request rate
+depends on its latency and concurrency, which a pool cannot see, and a pool cannot learn a
+limit from headers or share a ``retry-after``. A token bucket in the database that Dagster
+already uses (dagster-postgres) needs no new infrastructure (Redis would be one more server
+to run) and costs one short ``UPDATE`` per reservation. Each process reserves small batches
+(about ``batch_s`` of traffic) so that a busy step makes a few statements per second rather than
+one per request; the price is that a process may leave a few reserved units unused when it stops.
+Store calls run in a worker thread, never on the event loop; if the store fails, the limiter
+logs a warning and goes on pacing in memory for this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from resources.rate_limit import RateLimitHeaders, parse_rate_limit_headers
+from resources.rate_limit_link import Decrease, StoreLink
+from resources.rate_limit_store import BucketPolicy, BucketRates, RateLimitStore
+
+logger = logging.getLogger(__name__)
+
+_START_SCALE = 0.8
+"""A step's first requests open new connections and reach the provider late and bunched;
+it starts at this fraction of the rate and reaches the full rate within a quarter window."""
+
+
+@dataclass(slots=True)
+class _Lease:
+    """Units this process reserved and has not used yet; each may go at its own time."""
+
+    requests: int
+    tokens: int
+    requests_at: float
+    tokens_at: float
+    rates: BucketRates
+    not_before: float
+    expires_at: float
+
+    def take(self, tokens: int, now: float) -> float | None:
+        """The local time one request of ``tokens`` may go, or None if the lease lacks units."""
+        limits_tokens = self.rates.token_spacing_s > 0
+        if now > self.expires_at or self.requests < 1 or (limits_tokens and self.tokens < tokens):
+            return None
+        self.requests -= 1
+        self.tokens -= tokens
+        # Units are released in order: the last one at *_at, each earlier one a spacing sooner.
+        at = self.not_before
+        if self.rates.request_spacing_s > 0:
+            at = max(at, self.requests_at - self.requests * self.rates.request_spacing_s)
+        if limits_tokens:
+            at = max(at, self.tokens_at - self.tokens * self.rates.token_spacing_s)
+        return at
+
+
+class AdaptiveRateLimiter:
+    """Paces one step's requests under a provider limit shared through a ``RateLimitStore``.
+
+    Args:
+        store: Where the limit's state is shared.
+        key: The limit's id, ``limit_key(base_url, api_key)``.
+        window_s: The provider's rate-limit window in seconds (60 for per-minute limits).
+        target: Fraction of the learned limit to aim for.
+        rpm_limit: Requests per window to stay under even if headers allow more.
+        tpm_limit: Tokens per window to stay under even if headers allow more.
+        burst_fraction: Bucket capacity as a fraction of the limit.
+        decrease_factor: Scale multiplier on a 429.
+        min_scale: Lowest scale.
+        recovery_per_window: Scale regained per window after a decrease.
+        probe_interval_s: While no limit is known, one more request may go this often.
+        batch_s: Traffic reserved per store call when the store is a database.
+        max_batch: Most requests reserved per store call.
+
+    Examples:
+        >>> import asyncio
+        >>> from resources.rate_limit_store import MemoryRateLimitStore, limit_key
+        >>> limiter = AdaptiveRateLimiter(
+        ...     MemoryRateLimitStore(), limit_key("http://x/v1", "k"), window_s=1.0, rpm_limit=100
+        ... )
+        >>> asyncio.run(limiter.acquire(10))
+        >>> limiter.limits
+        (100, 0)
+    """
+
+    def __init__(
+        self,
+        store: RateLimitStore,
+        key: str,
+        *,
+        window_s: float = 60.0,
+        target: float = 0.97,
+        rpm_limit: int | None = None,
+        tpm_limit: int | None = None,
+        burst_fraction: float = 0.01,
+        decrease_factor: float = 0.7,
+        min_scale: float = 0.05,
+        recovery_per_window: float = 0.5,
+        probe_interval_s: float = 1.0,
+        batch_s: float = 0.1,
+        max_batch: int = 32,
+    ) -> None:
+        if window_s <= 0 or not 0 < target <= 1:
+            raise ValueError(f"need window_s > 0 and 0 < target <= 1, got {window_s}, {target}")
+        self._cooldown_s = min(5.0, max(0.5, window_s / 10))
+        self._decrease = Decrease(
+            decrease_factor, min_scale, self._cooldown_s, recovery_per_window / window_s
+        )
+        self._link = StoreLink(store, key, decrease=self._decrease, on_policy=self._set_policy)
+        self.window_s = window_s
+        self.target = target
+        self._caps = (rpm_limit or 0, tpm_limit or 0)
+        self._burst_fraction = burst_fraction
+        self._default_pause_s = min(2.0, max(0.05, window_s / 30))
+        self._probe_interval_s = probe_interval_s
+        self._batch_s = batch_s
+        self._max_batch = max_batch
+        self._policy: BucketPolicy | None = None
+        self._header_limits: tuple[int, int] = (0, 0)
+        self._offset = 0.0  # store clock minus time.monotonic()
+        self._lease: _Lease | None = None
+        self._paused_until = 0.0
+        self._unadvertised = False
+        self._next_probe_at = 0.0
+        self._extra_tokens = 0
+        self._unbilled_requests = 0
+        self._pacing_since: float | None = None
+        self._ramp_s = min(5.0, window_s / 4) / (1 - _START_SCALE)
+        self._sent: deque[float] = deque()
+        self._answered = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    @property
+    def limits(self) -> tuple[int, int]:
+        """(requests, tokens) per window in force: learned, capped by overrides; 0 = unknown."""
+        stored = (self._policy.rpm, self._policy.tpm) if self._policy else (0, 0)
+        # What this process read in headers is fresher than a store row not yet updated.
+        rpm = self._header_limits[0] or stored[0]
+        tpm = self._header_limits[1] or stored[1]
+        return (_min_known(rpm, self._caps[0]), _min_known(tpm, self._caps[1]))
+
+    @property
+    def scale(self) -> float:
+        """The AIMD scale now: 1.0 aims at ``target`` x the limit."""
+        if self._policy is None:
+            return 1.0
+        now = time.monotonic() + self._offset
+        return self._policy.scale_at(now, self._decrease.recovery_per_s)
+
+    async def acquire(self, tokens: int) -> None:
+        """Waits until one request of about ``tokens`` tokens fits the limits."""
+        tokens = max(0, int(tokens))
+        if self._policy is None:
+            async with self._lock:
+                if self._policy is None:
+                    await self._link.read()
+        while True:
+            now = time.monotonic()
+            if now < self._paused_until:
+                await asyncio.sleep(self._paused_until - now)
+                continue
+            if self.limits == (0, 0):
+                if self._unadvertised:
+                    self._note_send(now)
+                    return
+                if await self._slow_start(now):
+                    # Probes go before any bucket exists; the first reservation pays for them.
+                    self._unbilled_requests += 1
+                    self._extra_tokens += tokens
+                    return
+                continue
+            at = self._lease.take(tokens, now) if self._lease is not None else None
+            if at is None:
+                at = await self._reserve(tokens)
+            delay = at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if time.monotonic() >= self._paused_until:
+                return
+            # A retry-after pause began while this request waited: take a new place after it.
+
+    def observe(self, headers: Mapping[str, str], *, used_tokens: int, est_tokens: int) -> None:
+        """Learns limits from headers, charges usage above the estimate, respects a full window."""
+        info = parse_rate_limit_headers(headers)
+        self._extra_tokens += max(0, used_tokens - est_tokens)
+        if info.has_limits:
+            self._learn(info.limit_requests, info.limit_tokens)
+        elif self.limits == (0, 0):
+            self._unadvertised = True
+        self._answered.set()
+        hold = 0.0
+        if info.remaining_requests == 0 and info.reset_requests_s:
+            hold = info.reset_requests_s
+        if _tokens_exhausted(info, est_tokens) and info.reset_tokens_s:
+            hold = max(hold, info.reset_tokens_s)
+        if hold > 0:
+            self._link.queue(pause_s=hold, hard=False)
+
+    def on_rate_limited(self, retry_after_s: float | None) -> None:
+        """A 429: pause everyone for ``retry-after`` and cut the rate."""
+        pause_s = self._default_pause_s if retry_after_s is None else retry_after_s
+        now = time.monotonic()
+        self._paused_until = max(self._paused_until, now + pause_s)
+        self._lease = None
+        if self.limits == (0, 0):
+            horizon = now - self.window_s
+            self._learn(max(1, sum(1 for sent in self._sent if sent > horizon)), None)
+            logger.info("no rate-limit headers; assuming %d requests per window", self.limits[0])
+        if self._policy is not None and now + self._offset - self._policy.decreased_at > (
+            self._cooldown_s
+        ):
+            scale = max(self._decrease.floor, self.scale * self._decrease.factor)
+            self._policy = replace(self._policy, scale=scale, decreased_at=now + self._offset)
+        self._answered.set()
+        self._link.queue(pause_s=pause_s, hard=True, decrease=True)
+
+    async def _slow_start(self, now: float) -> bool:
+        """True when this caller may go as a probe; otherwise waits for an answer or a turn."""
+        if now >= self._next_probe_at:
+            self._next_probe_at = now + self._probe_interval_s
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._answered.wait(), self._next_probe_at - now)
+        return False
+
+    def _note_send(self, now: float) -> None:
+        self._sent.append(now)
+        while self._sent and self._sent[0] <= now - self.window_s:
+            self._sent.popleft()
+
+    def _rates(self) -> BucketRates:
+        rpm, tpm = self.limits
+        now = time.monotonic()
+        if self._pacing_since is None:
+            self._pacing_since = now
+        ramp = min(1.0, _START_SCALE + (now - self._pacing_since) / self._ramp_s)
+        per_limit_per_s = self.target * self.scale * ramp / self.window_s
+        rates = BucketRates()
+        if rpm:
+            spacing = 1.0 / (rpm * per_limit_per_s)
+            burst = max(1.0, self._burst_fraction * rpm) * spacing
+            rates = replace(rates, request_spacing_s=spacing, request_burst_s=burst)
+        if tpm:
+            spacing = 1.0 / (tpm * per_limit_per_s)
+            burst = max(1.0, self._burst_fraction * tpm) * spacing
+            rates = replace(rates, token_spacing_s=spacing, token_burst_s=burst)
+        return rates
+
+    async def _reserve(self, tokens: int) -> float:
+        async with self._lock:
+            now = time.monotonic()
+            if self._lease is not None:
+                at = self._lease.take(tokens, now)
+                if at is not None:
+                    return at
+            rates = self._rates()
+            batch = 1
+            if self._link.store.blocking:
+                per_request_s = max(rates.request_spacing_s, tokens * rates.token_spacing_s)
+                if per_request_s > 0:
+                    batch = max(1, min(self._max_batch, int(self._batch_s / per_request_s)))
+            extra_tokens, self._extra_tokens = self._extra_tokens, 0
+            extra_requests, self._unbilled_requests = self._unbilled_requests, 0
+            reservation = await self._link.reserve(
+                batch + extra_requests, batch * tokens + extra_tokens, rates
+            )
+            old = self._lease
+            keep = old is not None and time.monotonic() <= old.expires_at
+            requests_at = reservation.requests_at - self._offset
+            tokens_at = reservation.tokens_at - self._offset
+            self._lease = _Lease(
+                requests=batch + (old.requests if keep and old else 0),
+                tokens=batch * tokens + (max(0, old.tokens) if keep and old else 0),
+                requests_at=requests_at,
+                tokens_at=tokens_at,
+                rates=rates,
+                not_before=self._paused_until,
+                expires_at=max(requests_at, tokens_at) + 0.25,
+            )
+            return self._lease.take(tokens, time.monotonic()) or time.monotonic()
+
+    def _learn(self, rpm: int | None, tpm: int | None) -> None:
+        known = (rpm or self._header_limits[0], tpm or self._header_limits[1])
+        if known == self._header_limits:
+            return
+        self._header_limits = known
+        logger.info(
+            "provider rate limit: %s requests and %s tokens per %g s window",
+            known[0] or "no",
+            known[1] or "no",
+            self.window_s,
+        )
+        self._lease = None
+        self._link.queue(learn=(rpm, tpm))
+
+    def _set_policy(self, policy: BucketPolicy) -> None:
+        self._offset = policy.now - time.monotonic()
+        self._policy = policy
+        paused_until = policy.paused_until - self._offset
+        if paused_until > self._paused_until:
+            self._paused_until = paused_until
+            self._lease = None
+
+
+def _min_known(learned: int, cap: int) -> int:
+    """The smaller of two limits where 0 means unknown."""
+    return min(learned, cap) if learned and cap else learned or cap
+
+
+def _tokens_exhausted(info: RateLimitHeaders, est_tokens: int) -> bool:
+    return (
+        bool(info.limit_tokens)
+        and info.remaining_tokens is not None
+        and (info.remaining_tokens < max(1, est_tokens))
+    )
