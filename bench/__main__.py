@@ -24,7 +24,10 @@ def main(argv: list[str]) -> int:
         started = time.monotonic()
         figures = module.run()
         for key, value in figures.items():
-            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            if isinstance(value, float):
+                text = f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+            else:
+                text = str(value)
             print(f"{key}: {text}", flush=True)
         print(f"# {name} took {time.monotonic() - started:.0f}s", flush=True)
     return 0

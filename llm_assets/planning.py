@@ -87,7 +87,7 @@ def plan_rows(
                 error = over_window(est, task.max_output_tokens, window, model)
                 rows.append(PlannedRow(partition, row_id, extra, pre_error=error, pre_body=body))
                 continue
-            key = request_hash(body)
+            key = task.request_key(body)
             if key not in requests:
                 requests[key] = ChatRequest(key=key, body=body, est_prompt_tokens=est)
             rows.append(PlannedRow(partition, row_id, extra, key=key))

@@ -15,7 +15,6 @@ Errors raised here extend the tree in `resources.errors`::
 from __future__ import annotations
 
 import abc
-import json
 import logging
 import os
 import threading
@@ -29,6 +28,7 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
 import dagster as dg
+import pydantic_core
 from pydantic import Field, PrivateAttr
 
 from resources.errors import LLMAssetsError, UserError
@@ -165,7 +165,7 @@ class LedgerEntry:
         raw = self.__dict__.get(f"_{name}_json") if name in _LAZY_BODIES else None
         if raw is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        value = json.loads(raw)
+        value = pydantic_core.from_json(raw)
         object.__setattr__(self, name, value)
         # Dropped only after the parsed value is visible, so a racing thread finds one or both.
         self.__dict__.pop(f"_{name}_json", None)
