@@ -9,7 +9,6 @@ Parquet read, rendering, hashing, bulk lookup, validation, Parquet write).
 Postgres figures need a server on 127.0.0.1:5432; without one they print ``n/a``.
 """
 
-
 import json
 import tempfile
 import time
@@ -51,10 +50,12 @@ TASK = LLMTask(
 
 
 def _tickets() -> pd.DataFrame:
-    return pd.DataFrame({
-        "ticket_id": [f"t{i:06d}" for i in range(ROWS)],
-        "text": [f"printer on floor {i % 40} jams when printing page {i}" for i in range(ROWS)],
-    })
+    return pd.DataFrame(
+        {
+            "ticket_id": [f"t{i:06d}" for i in range(ROWS)],
+            "text": [f"printer on floor {i % 40} jams when printing page {i}" for i in range(ROWS)],
+        }
+    )
 
 
 @dg.asset(partitions_def=PARTS)
@@ -74,18 +75,35 @@ def _fill(ledger: ResponseLedger) -> list[str]:
         content = json.dumps({"label": f"label {i % 7}", "score": i % 5})
         body = {
             "model": "sim-small",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": content},
+                }
+            ],
             "usage": {"prompt_tokens": 60, "completion_tokens": 12, "total_tokens": 72},
         }
-        entries.append(LedgerEntry(
-            key=key, response=body, request=request.body, model="sim-small", input_tokens=60,
-            output_tokens=12, cost_usd=1.6e-5, latency_s=0.3, created_at=now, run_id="bench",
-            asset_key="tags", partition_key="day", task_version=TASK.version,
-        ))
+        entries.append(
+            LedgerEntry(
+                key=key,
+                response=body,
+                request=request.body,
+                model="sim-small",
+                input_tokens=60,
+                output_tokens=12,
+                cost_usd=1.6e-5,
+                latency_s=0.3,
+                created_at=now,
+                run_id="bench",
+                asset_key="tags",
+                partition_key="day",
+                task_version=TASK.version,
+            )
+        )
     backend = ledger.get_backend()
     for start in range(0, len(entries), 5_000):
-        backend.put_many(entries[start:start + 5_000])
+        backend.put_many(entries[start : start + 5_000])
     return list(requests)
 
 
@@ -110,8 +128,13 @@ def _measure(ledger: ResponseLedger, name: str, workdir: Path) -> dict[str, floa
         with dg.instance_for_test(temp_dir=str(workdir)) as instance:
             dg.materialize([tickets], partition_key="day", resources=resources, instance=instance)
             started = time.perf_counter()
-            result = dg.materialize([tickets, tags], selection=[tags], partition_key="day",
-                                    resources=resources, instance=instance)
+            result = dg.materialize(
+                [tickets, tags],
+                selection=[tags],
+                partition_key="day",
+                resources=resources,
+                instance=instance,
+            )
             wall = time.perf_counter() - started
         sent = simulator.stats()["requests_total"]
     assert result.success
@@ -158,8 +181,9 @@ def run() -> dict[str, float | str]:
         figures.update(_measure(sqlite, "sqlite", Path(tmp) / "sqlite"))
     pg = _postgres_url()
     if pg is None:
-        figures.update({"cached_rows_per_s_postgres": "n/a",
-                        "ledger_get_many_rows_per_s_postgres": "n/a"})
+        figures.update(
+            {"cached_rows_per_s_postgres": "n/a", "ledger_get_many_rows_per_s_postgres": "n/a"}
+        )
         return figures
     name, url = pg
     try:

@@ -3,6 +3,7 @@
 from llm_assets.factory import LLMAssetConfig, llm_asset
 from llm_assets.provenance import PROVENANCE_COLUMNS
 from llm_assets.task import LLMTask
+from llm_assets.trace import RowTrace, format_trace, trace_row
 from resources.errors import (
     AuthenticationFailed,
     BudgetExceededError,
@@ -14,8 +15,7 @@ from resources.errors import (
     UserError,
 )
 
-__all__ = [
-    "PROVENANCE_COLUMNS",
+__all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/test_public_api.py
     "AuthenticationFailed",
     "BudgetExceededError",
     "LLMAssetConfig",
@@ -23,8 +23,12 @@ __all__ = [
     "LLMTask",
     "MissingColumnsError",
     "ModelNotFound",
+    "PROVENANCE_COLUMNS",
     "ProviderError",
     "QuotaExhausted",
+    "RowTrace",
     "UserError",
+    "format_trace",
     "llm_asset",
+    "trace_row",
 ]

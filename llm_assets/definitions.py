@@ -38,6 +38,8 @@ def local_resources() -> dict[str, Any]:
             api_key="sk-simulator-local",
             model=os.environ.get("LLM_ASSETS_MODEL", "sim-small"),
             max_concurrency=int(os.environ.get("LLM_ASSETS_CONCURRENCY", "32")),
+            # Steps in separate processes on this host share one limit per key.
+            rate_limit_store="sqlite",
         ),
         "ledger": ResponseLedger(
             backend="sqlite",
@@ -57,6 +59,9 @@ def prod_resources() -> dict[str, Any]:
             api_key=dg.EnvVar("OPENAI_API_KEY"),
             model=os.environ.get("LLM_ASSETS_MODEL", "gpt-4o-mini"),
             max_concurrency=int(os.environ.get("LLM_ASSETS_CONCURRENCY", "32")),
+            # Every run and step on every node shares one limit per key, kept in Postgres.
+            rate_limit_store="postgres",
+            rate_limit_postgres_url=dg.EnvVar("DAGSTER_PG_URL"),
         ),
         "ledger": ResponseLedger(backend="postgres", postgres_url=dg.EnvVar("DAGSTER_PG_URL")),
         "io_manager": ParquetIOManager(base_dir=_data_dir()),

@@ -119,7 +119,8 @@ def trace_row(
     """
     key = dg.AssetKey.from_user_string(asset)
     assets_def = defs.resolve_assets_def(key)
-    io_manager = defs.resources.get("io_manager")
+    bound = defs.resources or {}
+    io_manager = bound.get("io_manager")
     if not isinstance(io_manager, ParquetIOManager):
         raise KeyError("trace reads the output through ParquetIOManager; none is configured")
     path = io_manager.path_for(key, partition)
@@ -132,7 +133,7 @@ def trace_row(
         raise KeyError(f"no row with {id_column}={row_id!r} in {path}")
 
     entry = None
-    ledger = defs.resources.get("ledger")
+    ledger = bound.get("ledger")
     if isinstance(ledger, ResponseLedger) and row.get("llm_request_hash"):
         entry = ledger.get_backend().get(row["llm_request_hash"])
     run = instance.get_run_by_id(row["llm_run_id"])

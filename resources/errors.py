@@ -5,7 +5,10 @@ Two families, so a reader knows at once who has to act::
     LLMAssetsError
     ├── UserError                  the developer must fix code or configuration
     │   ├── MissingColumnsError    upstream lacks a column the prompt needs
-    │   └── BudgetExceededError    the spend estimate or actual spend is over the budget
+    │   ├── BudgetExceededError    the spend estimate or actual spend is over the budget
+    │   └── LedgerConfigError      the ledger is misconfigured (also a LedgerError)
+    ├── LedgerError                the response ledger failed (resources.ledger)
+    │   └── LedgerUnavailableError its database cannot be reached
     └── ProviderError              the LLM endpoint refused the work (status, body, headers)
         ├── AuthenticationFailed   401/403: the API key is wrong or lacks access
         ├── QuotaExhausted         429 ``insufficient_quota``: billing, not rate limits

@@ -239,7 +239,19 @@ def test_two_partitions_in_parallel_share_the_postgres_ledger(
     simulator: SimulatorServer, tmp_path: Path, postgres_url: str
 ) -> None:
     simulator.configure(latency_ms=5)
-    env = _subprocess_env(tmp_path, simulator, postgres_url, TEST_ROWS="300")
+    # The runs' instance is the production one on Postgres; creating its schema once up front
+    # keeps the two processes from racing to migrate it.
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    env = _subprocess_env(
+        tmp_path, simulator, postgres_url, TEST_ROWS="300", DAGSTER_PG_URL=postgres_url
+    )
+    os.environ["DAGSTER_PG_URL"] = postgres_url
+    try:
+        dg.DagsterInstance.from_config(str(home)).dispose()
+    finally:
+        del os.environ["DAGSTER_PG_URL"]
     dagster = str(Path(sys.executable).with_name("dagster"))
     procs = [
         subprocess.Popen(
@@ -276,6 +288,14 @@ def test_two_partitions_in_parallel_share_the_postgres_ledger(
     # Shared rows may race (both runs miss, both pay); never more than once per run.
     assert len(unique) <= simulator.stats()["chat_completions"] <= 600
     ledger.close()
+    os.environ["DAGSTER_PG_URL"] = postgres_url
+    try:
+        instance = dg.DagsterInstance.from_config(str(home))
+        runs = instance.get_runs()
+        assert len(runs) == 2 and all(run.is_success for run in runs)
+        instance.dispose()
+    finally:
+        del os.environ["DAGSTER_PG_URL"]
 
 
 def test_api_key_never_stored_or_logged(
