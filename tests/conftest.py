@@ -13,6 +13,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -126,22 +127,20 @@ def resources(simulator: SimulatorServer, tmp_path: Path) -> dict[str, Any]:
     return make_resources(simulator, tmp_path)
 
 
-def _postgres_admin() -> Any:
+@contextmanager
+def fresh_postgres_database(prefix: str = "llm_assets_test") -> Iterator[str]:
+    """Creates an empty database on the local server and drops it afterwards.
+
+    Skips the calling test with the reason when no server answers on 127.0.0.1:5432.
+    """
     import psycopg2
 
     try:
-        conn = psycopg2.connect(PG_ADMIN_DSN)
+        admin = psycopg2.connect(PG_ADMIN_DSN)
     except psycopg2.OperationalError as exc:
         pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432 ({exc}); start it to run this test")
-    conn.autocommit = True
-    return conn
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty database on the local Postgres server, dropped afterwards."""
-    admin = _postgres_admin()
-    name = f"llm_assets_test_{uuid.uuid4().hex[:10]}"
+    admin.autocommit = True
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -150,6 +149,20 @@ def postgres_url() -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty database on the local Postgres server, dropped afterwards."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url() -> Iterator[str]:
+    """Like ``postgres_url``, shared by the tests of one module."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -420,34 +420,15 @@ class TestSQLiteLedger(LedgerContract):
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-@pytest.fixture(scope="module")
-def ledger_database() -> Iterator[str]:
-    """A fresh database on the local server for this module, dropped afterwards."""
-    try:
-        admin = psycopg2.connect(**PG_ADMIN, connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432: {exc}")
-    admin.autocommit = True
-    name = f"ledger_test_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
 @pytest.mark.postgres
 class TestPostgresLedger(LedgerContract):
     @pytest.fixture
-    def new_ledger_config(self, ledger_database: str) -> Callable[[], dict[str, Any]]:
+    def new_ledger_config(self, module_postgres_url: str) -> Callable[[], dict[str, Any]]:
         # A schema per ledger keeps tests independent without a CREATE DATABASE each.
         def new() -> dict[str, Any]:
             return {
                 "backend": "postgres",
-                "postgres_url": ledger_database,
+                "postgres_url": module_postgres_url,
                 "postgres_schema": f"ledger_{uuid.uuid4().hex[:8]}",
             }
 

@@ -183,32 +183,13 @@ class TestSQLiteStore(RateLimitStoreContract):
         store.close()
 
 
-@pytest.fixture
-def rate_limit_pg_url() -> Iterator[str]:
-    """A database of its own on the local server, dropped afterwards."""
-    try:
-        admin = psycopg2.connect(PG_ADMIN_DSN)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432 ({exc}); start one to run this")
-    admin.autocommit = True
-    name = f"rl_test_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
 @pytest.mark.postgres
 class TestPostgresStore(RateLimitStoreContract):
     @pytest.fixture
-    def store(self, rate_limit_pg_url: str) -> Iterator[RateLimitStore]:
+    def store(self, postgres_url: str) -> Iterator[RateLimitStore]:
         from resources.rate_limit_postgres import PostgresRateLimitStore
 
-        store = PostgresRateLimitStore(rate_limit_pg_url)
+        store = PostgresRateLimitStore(postgres_url)
         yield store
         store.close()
 
@@ -390,11 +371,11 @@ def test_two_processes_share_the_limit_through_sqlite(
 
 @pytest.mark.postgres
 def test_two_processes_share_the_limit_through_postgres(
-    sim: SimulatorServer, api_key: str, rate_limit_pg_url: str
+    sim: SimulatorServer, api_key: str, postgres_url: str
 ) -> None:
-    store = {"rate_limit_store": "postgres", "rate_limit_postgres_url": rate_limit_pg_url}
+    store = {"rate_limit_store": "postgres", "rate_limit_postgres_url": postgres_url}
     _run_two_processes(sim, api_key, store)
-    dsn = rate_limit_pg_url.replace("postgresql+psycopg2://", "postgresql://")
+    dsn = postgres_url.replace("postgresql+psycopg2://", "postgresql://")
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("SELECT limit_key, rpm FROM llm_assets.rate_buckets")
         rows = cur.fetchall()
