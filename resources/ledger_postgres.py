@@ -15,7 +15,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
-from resources.ledger import (
+from resources.ledger_core import (
     ConnectionPool,
     LedgerBackend,
     LedgerEntry,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from resources.ledger import (
+from resources.ledger_core import (
     ConnectionPool,
     LedgerBackend,
     LedgerEntry,
