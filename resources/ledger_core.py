@@ -11,6 +11,7 @@ Errors raised here extend the tree in `resources.errors`::
 from __future__ import annotations
 
 import abc
+import json
 import logging
 import os
 import threading
@@ -256,3 +257,42 @@ class ConnectionPool(Generic[ConnectionT]):
         if self._pid == os.getpid():
             for conn in idle:
                 self._close(conn)
+
+
+def entry_to_row(entry: LedgerEntry, created_at: Any) -> tuple[object, ...]:
+    """The column values of ``entry`` in storage order; ``created_at`` as the backend stores it."""
+    return (
+        entry.key,
+        entry.model,
+        entry.input_tokens,
+        entry.output_tokens,
+        entry.cost_usd,
+        entry.latency_s,
+        created_at,
+        entry.run_id,
+        entry.asset_key,
+        entry.partition_key,
+        entry.task_version,
+        json.dumps(entry.request, separators=(",", ":"), ensure_ascii=False),
+        json.dumps(entry.response, separators=(",", ":"), ensure_ascii=False),
+    )
+
+
+def row_to_entry(row: tuple[Any, ...], created_at: datetime) -> LedgerEntry:
+    """An entry from stored column values (storage order), bodies decoded on first use."""
+    key, model, in_tok, out_tok, cost, latency, _, run, asset, part, version, req, resp = row
+    return LedgerEntry.from_json(
+        key,
+        resp,
+        req,
+        model,
+        in_tok,
+        out_tok,
+        cost,
+        latency,
+        created_at,
+        run,
+        asset,
+        part,
+        version,
+    )

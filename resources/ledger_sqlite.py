@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -16,6 +15,8 @@ from resources.ledger_core import (
     LedgerBackend,
     LedgerEntry,
     LedgerUnavailableError,
+    entry_to_row,
+    row_to_entry,
 )
 
 logger = logging.getLogger(__name__)
@@ -53,40 +54,11 @@ _SCHEMA = (
 
 
 def _to_row(entry: LedgerEntry) -> tuple[object, ...]:
-    return (
-        entry.key,
-        entry.model,
-        entry.input_tokens,
-        entry.output_tokens,
-        entry.cost_usd,
-        entry.latency_s,
-        entry.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
-        entry.run_id,
-        entry.asset_key,
-        entry.partition_key,
-        entry.task_version,
-        json.dumps(entry.request, separators=(",", ":"), ensure_ascii=False),
-        json.dumps(entry.response, separators=(",", ":"), ensure_ascii=False),
-    )
+    return entry_to_row(entry, entry.created_at.astimezone(UTC).isoformat(timespec="microseconds"))
 
 
 def _to_entry(row: tuple) -> LedgerEntry:
-    key, model, in_tok, out_tok, cost, latency, created, run, asset, part, version, req, resp = row
-    return LedgerEntry.from_json(
-        key,
-        resp,
-        req,
-        model,
-        in_tok,
-        out_tok,
-        cost,
-        latency,
-        datetime.fromisoformat(created),
-        run,
-        asset,
-        part,
-        version,
-    )
+    return row_to_entry(row, datetime.fromisoformat(row[6]))
 
 
 def _chunks(keys: Sequence[str]) -> list[list[str]]:

@@ -23,13 +23,15 @@ def test_twenty_percent_transient_faults_lose_no_row_and_pay_no_row_twice(
 
     @dg.asset(name="texts", partitions_def=REGIONS)
     def texts() -> pd.DataFrame:
-        return pd.DataFrame({
-            "id": range(ROWS),
-            "text": [
-                f"ticket {i}" + (" [[sim:content_filter]]" if i in FILTERED else "")
-                for i in range(ROWS)
-            ],
-        })
+        return pd.DataFrame(
+            {
+                "id": range(ROWS),
+                "text": [
+                    f"ticket {i}" + (" [[sim:content_filter]]" if i in FILTERED else "")
+                    for i in range(ROWS)
+                ],
+            }
+        )
 
     resources = make_resources(simulator, tmp_path, max_concurrency=32, max_retries=8)
     result = dg.materialize(
