@@ -91,6 +91,14 @@ def test_example_pipeline_on_postgres_instance(
     runs = postgres_instance.get_runs()
     assert len(runs) == 1 and runs[0].is_success
 
+    from llm_assets.trace import trace_row
+
+    defs = dg.Definitions(assets=ASSETS, resources=resources)
+    trace = trace_row(defs, postgres_instance, "review_insights", f"{PARTITION}-0005", PARTITION)
+    assert trace.paid_by_run_id == runs[0].run_id == trace.materialized_by_run_id
+    assert trace.materialized_by_run_status == "SUCCESS" and trace.prompt is not None
+    assert trace.upstream[0].run_id == runs[0].run_id
+
 
 def test_partition_range_is_one_run_and_three_files(
     sqlite_instance: dg.DagsterInstance,
