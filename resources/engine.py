@@ -15,7 +15,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import openai
 
@@ -333,15 +333,3 @@ class ChatEngine:
         if retry_after is not None:
             delay = max(delay, retry_after)
         await asyncio.sleep(delay)
-
-
-async def run_with_client(
-    make_client: Callable[[], openai.AsyncOpenAI],
-    body: Callable[[openai.AsyncOpenAI], Awaitable[EngineStats]],
-) -> EngineStats:
-    """Runs ``body`` with a client created and closed inside the running event loop."""
-    client = make_client()
-    try:
-        return await body(client)
-    finally:
-        await client.close()

@@ -31,8 +31,27 @@ def estimate_tokens(text: str) -> int:
     return -(-len(text) // CHARS_PER_TOKEN)
 
 
+def content_text(content: Any) -> str:
+    """The text of a chat message ``content``: a string, ``None``, or a list of parts.
+
+    Examples:
+        >>> content_text([{"type": "text", "text": "a"}, {"type": "image_url"}])
+        'a'
+    """
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
+    return str(content)
+
+
 def estimate_prompt_tokens(messages: Iterable[Mapping[str, Any]]) -> int:
     """Estimates the prompt tokens of a chat request's ``messages``.
+
+    The simulator reports exactly this as ``usage.prompt_tokens``, so both sides of the wire
+    agree on the same text.
 
     Args:
         messages: OpenAI chat messages (``{"role": ..., "content": ...}``).
@@ -44,10 +63,7 @@ def estimate_prompt_tokens(messages: Iterable[Mapping[str, Any]]) -> int:
         >>> estimate_prompt_tokens([{"role": "user", "content": "hello world!"}])
         7
     """
-    total = 0
-    for message in messages:
-        content = message.get("content") or ""
-        if not isinstance(content, str):
-            content = str(content)
-        total += estimate_tokens(content) + MESSAGE_OVERHEAD_TOKENS
-    return total
+    return sum(
+        estimate_tokens(content_text(message.get("content"))) + MESSAGE_OVERHEAD_TOKENS
+        for message in messages
+    )
