@@ -29,7 +29,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy llm_assets resources
+	$(BIN)/python -m llm_assets.devtools.typecheck
 
 clean:
 	rm -rf .dagster_home data

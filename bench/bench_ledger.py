@@ -24,10 +24,10 @@ from pydantic import BaseModel
 
 from llm_assets import LLMTask, llm_asset
 from llm_assets.planning import plan_rows
+from llm_assets.resources.ledger import LedgerEntry, ResponseLedger
+from llm_assets.resources.llm import LLMResource
+from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.simulator import SimulatorServer
-from resources.ledger import LedgerEntry, ResponseLedger
-from resources.llm import LLMResource
-from resources.parquet_io import ParquetIOManager
 
 ROWS = 100_000
 PARTS = dg.StaticPartitionsDefinition(["day"])

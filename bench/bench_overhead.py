@@ -17,9 +17,8 @@ import time
 import httpx2
 
 from bench.bench_rate_limit import make_requests
+from llm_assets.resources.llm import ChatRequest, LLMResource
 from llm_assets.simulator import SimulatorConfig, SimulatorProcess
-from resources.chat_types import ChatRequest
-from resources.llm import LLMResource
 
 ROWS = 5_000
 CONCURRENCY = 64

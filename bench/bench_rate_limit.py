@@ -22,10 +22,8 @@ from typing import Any
 import openai
 
 from bench.curator_compare import CuratorInstall, run_curator
+from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource, estimate_prompt_tokens
 from llm_assets.simulator import SimulatorConfig, SimulatorProcess
-from resources.chat_types import ChatRequest, ChatResult
-from resources.llm import LLMResource
-from resources.tokens import estimate_prompt_tokens
 
 WINDOW_S = 5.0
 RPM = 600  # requests per window: 120 requests/s

@@ -2,9 +2,7 @@
 
 from llm_assets.factory import LLMAssetConfig, llm_asset
 from llm_assets.provenance import PROVENANCE_COLUMNS
-from llm_assets.task import LLMTask
-from llm_assets.trace import RowTrace, format_trace, trace_row
-from resources.errors import (
+from llm_assets.resources.errors import (
     AuthenticationFailed,
     BudgetExceededError,
     LLMAssetsError,
@@ -14,6 +12,8 @@ from resources.errors import (
     QuotaExhausted,
     UserError,
 )
+from llm_assets.task import LLMTask
+from llm_assets.trace import RowTrace, format_trace, trace_row
 
 __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/test_public_api.py
     "AuthenticationFailed",

@@ -17,9 +17,9 @@ from llm_assets.example.pipeline import (
     nightly_enrichment_job,
     nightly_enrichment_schedule,
 )
-from resources.ledger import ResponseLedger
-from resources.llm import LLMResource
-from resources.parquet_io import ParquetIOManager
+from llm_assets.resources.ledger import ResponseLedger
+from llm_assets.resources.llm import LLMResource
+from llm_assets.resources.storage import ParquetIOManager
 
 SIMULATOR_URL = "http://127.0.0.1:8765/v1"
 

@@ -9,9 +9,9 @@ from pydantic import Field
 
 from llm_assets.planning import ROW_INDEX_COLUMN
 from llm_assets.provenance import PROVENANCE_COLUMNS, QUARANTINE_COLUMNS
+from llm_assets.resources.errors import UserError
 from llm_assets.runner import StepInfo, StepSummary, run_task
 from llm_assets.task import LLMTask
-from resources.errors import UserError
 
 Prepare = Callable[[pd.DataFrame, str | None], pd.DataFrame]
 Report = Callable[[pd.DataFrame], Mapping[str, Any]]
@@ -165,7 +165,7 @@ def llm_asset(
 
             import dagster as dg
             from llm_assets import LLMTask, llm_asset
-            from resources import LLMResource, ParquetIOManager, ResponseLedger
+            from llm_assets.resources import LLMResource, ParquetIOManager, ResponseLedger
 
             insights = llm_asset(task, upstream=raw_reviews)
             defs = dg.Definitions(

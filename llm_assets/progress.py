@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from resources.chat_types import EngineStats
+from llm_assets.resources.llm import EngineStats
 
 
 def progress_logger(log: Any, asset: str, total: int) -> Callable[[EngineStats, int], None]:

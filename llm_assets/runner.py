@@ -26,13 +26,11 @@ import pandas as pd
 from llm_assets.planning import check_columns, plan_rows, repair_request
 from llm_assets.progress import progress_logger
 from llm_assets.provenance import answer_content, parse_answer
+from llm_assets.resources.errors import BudgetExceededError
+from llm_assets.resources.ledger import LedgerEntry, ResponseLedger
+from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource, cost_usd
 from llm_assets.tables import Resolution, build_outputs
 from llm_assets.task import LLMTask
-from resources.chat_types import ChatRequest, ChatResult
-from resources.errors import BudgetExceededError
-from resources.ledger import LedgerEntry, ResponseLedger
-from resources.llm import LLMResource
-from resources.pricing import cost_usd
 
 
 @dataclass(frozen=True)

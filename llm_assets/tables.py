@@ -17,9 +17,9 @@ from llm_assets.provenance import (
     STATUS_OK,
     empty_output_frame,
 )
+from llm_assets.resources.ledger import LedgerEntry
+from llm_assets.resources.llm import ChatRequest, ChatResult
 from llm_assets.task import LLMTask, canonical_json
-from resources.chat_types import ChatRequest, ChatResult
-from resources.ledger import LedgerEntry
 
 if TYPE_CHECKING:
     from llm_assets.runner import StepSummary

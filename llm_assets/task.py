@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from resources.tokens import estimate_prompt_tokens
+from llm_assets.resources.llm import estimate_prompt_tokens
 
 
 def canonical_json(value: Any) -> str:

@@ -17,8 +17,8 @@ import dagster as dg
 import pandas as pd
 
 from llm_assets.planning import ROW_INDEX_COLUMN
-from resources.ledger import ResponseLedger
-from resources.parquet_io import ParquetIOManager
+from llm_assets.resources.ledger import ResponseLedger
+from llm_assets.resources.storage import ParquetIOManager
 
 
 @dataclass

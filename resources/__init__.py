@@ -1,8 +1,15 @@
-"""How llm-assets talks to the world: LLM endpoint, rate limits, ledger, storage."""
+"""How llm-assets talks to the world: the LLM endpoint, rate limits, the ledger, storage.
 
-from resources.errors import (
+Installed as ``llm_assets.resources``. Each family is a package whose ``__init__`` is its face:
+``llm`` (resource, engine, prices, token estimates), ``ratelimit`` (shared adaptive limits),
+``ledger`` (paid responses), ``storage`` (tables). ``errors`` holds the one error tree and
+``settings`` how fields, URLs and default paths are read.
+"""
+
+from llm_assets.resources.errors import (
     AuthenticationFailed,
     BudgetExceededError,
+    EndpointUnreachable,
     LLMAssetsError,
     MissingColumnsError,
     ModelNotFound,
@@ -10,7 +17,7 @@ from resources.errors import (
     QuotaExhausted,
     UserError,
 )
-from resources.ledger import (
+from llm_assets.resources.ledger import (
     LedgerBackend,
     LedgerConfigError,
     LedgerEntry,
@@ -19,15 +26,15 @@ from resources.ledger import (
     LedgerWriter,
     ResponseLedger,
 )
-from resources.llm import LLMResource
-from resources.parquet_io import ParquetIOManager
-from resources.pricing import ModelPrice
-from resources.rate_limiter import AdaptiveRateLimiter
+from llm_assets.resources.llm import LLMResource, ModelPrice
+from llm_assets.resources.ratelimit import AdaptiveRateLimiter
+from llm_assets.resources.storage import ParquetIOManager
 
 __all__ = [
     "AdaptiveRateLimiter",
     "AuthenticationFailed",
     "BudgetExceededError",
+    "EndpointUnreachable",
     "LLMAssetsError",
     "LLMResource",
     "LedgerBackend",

@@ -7,12 +7,14 @@ Two families, so a reader knows at once who has to act::
     │   ├── MissingColumnsError    upstream lacks a column the prompt needs
     │   ├── BudgetExceededError    the spend estimate or actual spend is over the budget
     │   └── LedgerConfigError      the ledger is misconfigured (also a LedgerError)
-    ├── LedgerError                the response ledger failed (resources.ledger)
+    ├── LedgerError                the response ledger failed (llm_assets.resources.ledger)
     │   └── LedgerUnavailableError its database cannot be reached
     └── ProviderError              the LLM endpoint refused the work (status, body, headers)
         ├── AuthenticationFailed   401/403: the API key is wrong or lacks access
         ├── QuotaExhausted         429 ``insufficient_quota``: billing, not rate limits
-        └── ModelNotFound          404: the model name is unknown to the endpoint
+        ├── ModelNotFound          404: the model name is unknown to the endpoint
+        └── EndpointUnreachable    the circuit opened: connection refused, DNS, TLS, or every
+                                   request failing the same way (5xx, timeouts)
 
 A row that fails on its own (invalid schema output, truncation, a prompt over the context
 window) is not an exception: it is kept in the output table as ``failed`` with its reason.
@@ -129,3 +131,7 @@ class QuotaExhausted(ProviderError):
 
 class ModelNotFound(ProviderError):
     """The endpoint does not know the requested model (404)."""
+
+
+class EndpointUnreachable(ProviderError):
+    """The endpoint is down or failing for every request; the step stopped early."""

@@ -23,10 +23,10 @@ import pytest
 os.environ["LLM_ASSETS_OFFLINE"] = "1"
 os.environ.setdefault("DAGSTER_TELEMETRY_DISABLED", "1")
 
+from llm_assets.resources.ledger import ResponseLedger
+from llm_assets.resources.llm import LLMResource
+from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.simulator import SimulatorConfig, SimulatorServer
-from resources.ledger import ResponseLedger
-from resources.llm import LLMResource
-from resources.parquet_io import ParquetIOManager
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"

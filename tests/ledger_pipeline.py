@@ -19,9 +19,9 @@ import pandas as pd
 from pydantic import BaseModel
 
 from llm_assets import LLMTask, llm_asset
-from resources.ledger import ResponseLedger
-from resources.llm import LLMResource
-from resources.parquet_io import ParquetIOManager
+from llm_assets.resources.ledger import ResponseLedger
+from llm_assets.resources.llm import LLMResource
+from llm_assets.resources.storage import ParquetIOManager
 
 PARTS = dg.StaticPartitionsDefinition(["p1", "p2"])
 

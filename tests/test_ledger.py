@@ -18,18 +18,19 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from resources.errors import UserError
-from resources.ledger import (
+from llm_assets.resources.errors import UserError
+from llm_assets.resources.ledger import (
     LedgerBackend,
     LedgerConfigError,
     LedgerEntry,
     LedgerError,
     LedgerUnavailableError,
     LedgerWriter,
+    PostgresLedgerBackend,
     ResponseLedger,
+    SQLiteLedgerBackend,
 )
-from resources.ledger_postgres import PostgresLedgerBackend, mask_url
-from resources.ledger_sqlite import SQLiteLedgerBackend
+from llm_assets.resources.settings import mask_url
 
 PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
 
@@ -454,11 +455,14 @@ class TestPostgresLedger(LedgerContract):
         assert backend.get(make_entry(1).key) == make_entry(1)
 
 
-def test_postgres_without_url_says_which_field_and_variable_to_set() -> None:
+def test_postgres_without_url_says_which_field_and_variable_to_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
     ledger = ResponseLedger(backend="postgres")
     with pytest.raises(LedgerConfigError, match="postgres_url") as raised:
         ledger.get_backend()
-    assert "LLM_ASSETS_LEDGER_URL" in str(raised.value)
+    assert "DAGSTER_PG_URL" in str(raised.value)
     assert isinstance(raised.value, UserError)
 
 
@@ -520,7 +524,7 @@ def test_naive_created_at_is_refused() -> None:
 
 
 def test_importing_the_module_has_no_side_effects(tmp_path: Path) -> None:
-    code = "import resources.ledger, threading; assert threading.active_count() == 1"
+    code = "import llm_assets.resources.ledger, threading; assert threading.active_count() == 1"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     import subprocess
     import sys

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from llm_assets import llm_asset
+from llm_assets.resources.ledger import ResponseLedger
+from llm_assets.resources.llm import ModelPrice
 from llm_assets.simulator import SimulatorServer
-from resources.ledger import ResponseLedger
-from resources.pricing import ModelPrice
 from tests.conftest import REPO_ROOT, TEST_API_KEY, make_resources
 from tests.ledger_pipeline import rows_for
 from tests.test_llm_asset import REGIONS, make_task

@@ -13,9 +13,9 @@ from dagster._core.loader import LoadingContextForTest
 from pydantic import BaseModel
 
 from llm_assets import LLMTask, llm_asset
+from llm_assets.resources.errors import AuthenticationFailed, MissingColumnsError, UserError
+from llm_assets.resources.llm import LLMResource
 from llm_assets.simulator import SimulatorServer
-from resources.errors import AuthenticationFailed, MissingColumnsError, UserError
-from resources.llm import LLMResource
 from tests.conftest import TEST_API_KEY, make_resources
 
 REGIONS = dg.StaticPartitionsDefinition(["eu", "us"])

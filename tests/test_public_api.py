@@ -7,11 +7,11 @@ import types
 import pytest
 
 import llm_assets
+import llm_assets.resources
 import llm_assets.simulator
-import resources
 
 
-@pytest.mark.parametrize("package", [llm_assets, resources, llm_assets.simulator])
+@pytest.mark.parametrize("package", [llm_assets, llm_assets.resources, llm_assets.simulator])
 def test_all_is_exactly_the_public_names(package: types.ModuleType) -> None:
     public = {
         name

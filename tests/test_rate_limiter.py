@@ -22,21 +22,27 @@ import openai
 import psycopg2
 import pytest
 
-from llm_assets.simulator import SimulatorConfig, SimulatorServer
-from llm_assets.simulator.errors import mask_key
-from resources.chat_types import ChatRequest, ChatResult, EngineStats
-from resources.errors import UserError
-from resources.llm import LLMResource
-from resources.rate_limit import RateLimiter, parse_duration, parse_rate_limit_headers
-from resources.rate_limit_sql import SQLiteRateLimitStore
-from resources.rate_limit_store import (
+from llm_assets.resources.errors import UserError
+from llm_assets.resources.llm import (
+    ChatRequest,
+    ChatResult,
+    EngineStats,
+    LLMResource,
+    estimate_prompt_tokens,
+)
+from llm_assets.resources.ratelimit import (
+    AdaptiveRateLimiter,
     BucketRates,
     MemoryRateLimitStore,
+    RateLimiter,
     RateLimitStore,
+    SQLiteRateLimitStore,
     limit_key,
+    parse_duration,
+    parse_rate_limit_headers,
 )
-from resources.rate_limiter import AdaptiveRateLimiter
-from resources.tokens import estimate_prompt_tokens
+from llm_assets.simulator import SimulatorConfig, SimulatorServer
+from llm_assets.simulator.errors import mask_key
 
 WINDOW_S = 2.0
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
@@ -187,7 +193,7 @@ class TestSQLiteStore(RateLimitStoreContract):
 class TestPostgresStore(RateLimitStoreContract):
     @pytest.fixture
     def store(self, postgres_url: str) -> Iterator[RateLimitStore]:
-        from resources.rate_limit_postgres import PostgresRateLimitStore
+        from llm_assets.resources.ratelimit import PostgresRateLimitStore
 
         store = PostgresRateLimitStore(postgres_url)
         yield store
@@ -227,7 +233,7 @@ def test_a_failing_store_falls_back_to_pacing_in_memory(caplog: pytest.LogCaptur
         for _ in range(5):
             await limiter.acquire(10)
 
-    with caplog.at_level(logging.WARNING, logger="resources.rate_limiter"):
+    with caplog.at_level(logging.WARNING, logger="llm_assets.resources.ratelimit.limiter"):
         asyncio.run(scenario())
     assert "paces on its own" in caplog.text and "disk I/O error" in caplog.text
 

@@ -1,12 +1,12 @@
 """Token estimates of the simulator: the client's own estimate, so ``usage`` matches it.
 
-The estimate itself lives in ``resources.tokens``; this module adds what only the simulator
-needs (cutting an answer to ``max_tokens``).
+The estimate itself lives in ``llm_assets.resources.llm``; this module adds what only the
+simulator needs (cutting an answer to ``max_tokens``).
 """
 
 from __future__ import annotations
 
-from resources.tokens import (
+from llm_assets.resources.llm.tokens import (
     CHARS_PER_TOKEN,
     content_text,
     estimate_prompt_tokens,

@@ -4,13 +4,14 @@ Before calling the LLM an asset looks up every row's request key with `ResponseL
 sends only the misses, and records each response through a `LedgerWriter` as it arrives. A crash
 loses at most the calls in flight; a re-run pays only for rows not yet in the ledger.
 
-Building blocks live in `resources.ledger_core` (errors, entry, backend interface) and
-`resources.ledger_writer`; this module re-exports them.
+The resource is the ledger's face for assets; building blocks live in ``core`` (errors, entry,
+backend interface), ``writer``, ``sqlite`` and ``postgres``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,28 +20,14 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from resources.ledger_core import (
-    POSTGRES_URL_ENV_VAR,
-    ConnectionPool,
+from llm_assets.resources.errors import UserError
+from llm_assets.resources.ledger.core import (
     LedgerBackend,
     LedgerConfigError,
     LedgerEntry,
-    LedgerError,
-    LedgerUnavailableError,
 )
-from resources.ledger_writer import LedgerWriter
-
-__all__ = [
-    "POSTGRES_URL_ENV_VAR",
-    "ConnectionPool",
-    "LedgerBackend",
-    "LedgerConfigError",
-    "LedgerEntry",
-    "LedgerError",
-    "LedgerUnavailableError",
-    "LedgerWriter",
-    "ResponseLedger",
-]
+from llm_assets.resources.ledger.writer import LedgerWriter
+from llm_assets.resources.settings import POSTGRES_URL_ENV_VAR, dagster_home, resolve_setting
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +49,7 @@ class ResponseLedger(dg.ConfigurableResource):
 
             import dagster as dg
 
-            from resources.ledger import ResponseLedger
+            from llm_assets.resources.ledger import ResponseLedger
 
 
             @dg.asset
@@ -82,7 +69,7 @@ class ResponseLedger(dg.ConfigurableResource):
                 assets=[review_insights],
                 resources={
                     "ledger": ResponseLedger(
-                        backend="postgres", postgres_url=dg.EnvVar("LLM_ASSETS_LEDGER_URL")
+                        backend="postgres", postgres_url=dg.EnvVar("DAGSTER_PG_URL")
                     )
                 },
             )
@@ -92,15 +79,16 @@ class ResponseLedger(dg.ConfigurableResource):
         default="sqlite",
         description="Where entries are stored: 'sqlite' (one host) or 'postgres' (shared).",
     )
-    sqlite_path: str = Field(
-        default=".dagster_home/ledger.sqlite",
-        description="SQLite file; relative paths resolve against the working directory and the "
-        "parent directory is created.",
+    sqlite_path: str | None = Field(
+        default=None,
+        description="SQLite file; default $DAGSTER_HOME/ledger.sqlite (.dagster_home/ in the "
+        "working directory when DAGSTER_HOME is unset). The parent directory is created.",
     )
     postgres_url: str | None = Field(
         default=None,
-        description="PostgreSQL URL (postgresql:// or postgresql+psycopg2://), required when "
-        f"backend='postgres'. Pass dg.EnvVar('{POSTGRES_URL_ENV_VAR}'); it is never logged.",
+        description="PostgreSQL URL (postgresql:// or postgresql+psycopg2://) of the "
+        f"'postgres' backend; default: the {POSTGRES_URL_ENV_VAR} environment variable, the "
+        "server of Dagster's run storage. Pass dg.EnvVar(...) for another; it is never logged.",
     )
     postgres_schema: str = Field(
         default="llm_assets",
@@ -166,30 +154,31 @@ class ResponseLedger(dg.ConfigurableResource):
         backend = self.get_backend() if self.enabled else None
         return LedgerWriter(backend, batch_size=batch_size, max_delay_s=max_delay_s)
 
+    def sqlite_file(self) -> Path:
+        """The SQLite file the ``sqlite`` backend uses."""
+        path = resolve_setting(self.sqlite_path, field="ResponseLedger.sqlite_path")
+        return Path(path) if path else dagster_home() / "ledger.sqlite"
+
     def _build_backend(self) -> LedgerBackend:
         if self.backend == "sqlite":
-            from resources.ledger_sqlite import SQLiteLedgerBackend
+            from llm_assets.resources.ledger.sqlite import SQLiteLedgerBackend
 
-            return SQLiteLedgerBackend(Path(self.sqlite_path))
-        from resources.ledger_postgres import PostgresLedgerBackend
+            return SQLiteLedgerBackend(self.sqlite_file())
+        from llm_assets.resources.ledger.postgres import PostgresLedgerBackend
 
         return PostgresLedgerBackend(self._resolve_postgres_url(), schema=self.postgres_schema)
 
     def _resolve_postgres_url(self) -> str:
-        url: str | None = self.postgres_url
-        # Constructed outside Dagster, the field still holds the EnvVar, i.e. the variable's name.
-        if isinstance(url, dg.EnvVar):
-            name = url.env_var_name
-            url = url.get_value()
-            if not url:
-                raise LedgerConfigError(
-                    f"environment variable {name} (ResponseLedger.postgres_url) is not set; "
-                    f"export {name}=postgresql://user:password@host:5432/dbname"
-                )
+        try:
+            url = resolve_setting(self.postgres_url, field="ResponseLedger.postgres_url")
+        except UserError as exc:
+            raise LedgerConfigError(str(exc)) from None
+        url = url or os.environ.get(POSTGRES_URL_ENV_VAR)
         if not url:
             raise LedgerConfigError(
-                "ResponseLedger.postgres_url is required when backend='postgres'; set "
-                f"postgres_url=dg.EnvVar('{POSTGRES_URL_ENV_VAR}') and export "
-                f"{POSTGRES_URL_ENV_VAR}=postgresql://user:password@host:5432/dbname"
+                "ResponseLedger(backend='postgres') needs a database: export "
+                f"{POSTGRES_URL_ENV_VAR}=postgresql+psycopg2://user:password@host:5432/dbname "
+                "(the server of Dagster's run storage works) or pass "
+                "postgres_url=dg.EnvVar('<VARIABLE>')"
             )
         return url

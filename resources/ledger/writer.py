@@ -7,7 +7,12 @@ import threading
 import time
 from types import TracebackType
 
-from resources.ledger_core import LedgerBackend, LedgerConfigError, LedgerEntry, LedgerError
+from llm_assets.resources.ledger.core import (
+    LedgerBackend,
+    LedgerConfigError,
+    LedgerEntry,
+    LedgerError,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,15 @@ from collections.abc import Callable, Iterable, Mapping
 
 import openai
 
-from resources.chat_types import ChatRequest, ChatResult, EngineStats
-from resources.errors import AuthenticationFailed, ModelNotFound, ProviderError, QuotaExhausted
-from resources.pricing import ModelPrice, cost_usd
-from resources.rate_limit import RateLimiter, UnlimitedRateLimiter
+from llm_assets.resources.errors import (
+    AuthenticationFailed,
+    ModelNotFound,
+    ProviderError,
+    QuotaExhausted,
+)
+from llm_assets.resources.llm.pricing import ModelPrice, cost_usd
+from llm_assets.resources.llm.types import ChatRequest, ChatResult, EngineStats
+from llm_assets.resources.ratelimit import RateLimiter, UnlimitedRateLimiter
 
 ResultCallback = Callable[[ChatResult], None]
 ProgressCallback = Callable[[EngineStats, int], None]
@@ -103,6 +108,7 @@ class ChatEngine:
         prices: Mapping[str, ModelPrice] | None = None,
         limiter: RateLimiter | None = None,
         seed: int | None = None,
+        breaker_threshold: int = 8,
     ) -> None:
         self._client = client
         self._base_url = base_url
@@ -114,6 +120,7 @@ class ChatEngine:
         self._limiter = limiter or UnlimitedRateLimiter()
         self._rng = random.Random(seed)
         self.stats = EngineStats()
+        self._breaker_threshold = max(1, breaker_threshold)
 
     async def run(
         self,

@@ -1,6 +1,6 @@
 """Ledger building blocks: its errors, the entry type, the backend interface, a pool.
 
-Errors raised here extend the tree in `resources.errors`::
+Errors raised here extend the tree in `llm_assets.resources.errors`::
 
     LLMAssetsError
     └── LedgerError                  anything the ledger raises
@@ -23,11 +23,9 @@ from typing import Any, Generic, TypeVar
 
 import pydantic_core
 
-from resources.errors import LLMAssetsError, UserError
+from llm_assets.resources.errors import LLMAssetsError, UserError
 
 logger = logging.getLogger(__name__)
-
-POSTGRES_URL_ENV_VAR = "LLM_ASSETS_LEDGER_URL"
 
 
 class LedgerError(LLMAssetsError):

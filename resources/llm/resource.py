@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 from urllib.parse import urlparse
 
 import dagster as dg
 import openai
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from resources.chat_types import ChatRequest, EngineStats
-from resources.engine import ChatEngine, ProgressCallback, ResultCallback
-from resources.errors import UserError
-from resources.pricing import DEFAULT_PRICES, ModelPrice
-from resources.rate_limit import RateLimiter
-from resources.rate_limit_store import limit_key, open_rate_limit_store, resolve_setting
-from resources.rate_limiter import AdaptiveRateLimiter
+from llm_assets.resources.errors import UserError
+from llm_assets.resources.llm.engine import ChatEngine, ProgressCallback, ResultCallback
+from llm_assets.resources.llm.pricing import DEFAULT_PRICES, ModelPrice
+from llm_assets.resources.llm.session import ClientSession, SessionSettings
+from llm_assets.resources.llm.types import ChatRequest, EngineStats
+from llm_assets.resources.ratelimit import (
+    AdaptiveRateLimiter,
+    RateLimiter,
+    limit_key,
+    open_rate_limit_store,
+)
+from llm_assets.resources.settings import POSTGRES_URL_ENV_VAR, resolve_setting
 
 OFFLINE_ENV = "LLM_ASSETS_OFFLINE"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -66,13 +69,13 @@ class LLMResource(dg.ConfigurableResource):
     """An OpenAI-compatible chat endpoint: OpenAI, vLLM, Ollama, llama.cpp, or the simulator.
 
     Usage is read from each response, never by wrapping the client, so every call is counted
-    exactly once. Retries live in one layer (see ``resources.engine``); the SDK's are off.
+    exactly once. Retries live in one layer (see ``engine``); the SDK's are off.
 
     Examples:
         .. code-block:: python
 
             import dagster as dg
-            from resources import LLMResource
+            from llm_assets.resources import LLMResource
 
             defs = dg.Definitions(
                 resources={
@@ -90,8 +93,11 @@ class LLMResource(dg.ConfigurableResource):
         default="https://api.openai.com/v1",
         description="Base URL of an OpenAI-compatible API, ending in /v1.",
     )
-    api_key: str = Field(
-        description="API key; pass dg.EnvVar('OPENAI_API_KEY') so it never sits in code.",
+    api_key: str | None = Field(
+        default=None,
+        description="API key; pass dg.EnvVar('OPENAI_API_KEY') so it never sits in code. "
+        "Required unless base_url is on this machine (a local server that needs no key). "
+        "Never shown in a repr, log, error or metadata.",
     )
     model: str = Field(
         default="gpt-4o-mini", description="Model used by tasks that do not name one."
@@ -152,23 +158,32 @@ class LLMResource(dg.ConfigurableResource):
         default=None,
         description="Tokens per window to stay under; None learns the limit from headers.",
     )
+    circuit_breaker_threshold: int = Field(
+        default=8,
+        ge=1,
+        description="Consecutive requests that fail the same systemic way (connection refused, "
+        "DNS, TLS, timeouts or 5xx after every retry) before the step stops with "
+        "EndpointUnreachable instead of failing every row.",
+    )
+
+    _session: ClientSession | None = PrivateAttr(default=None)
 
     def context_window(self, model: str) -> int | None:
         """The context window of ``model`` (longest prefix match), or ``None`` if unknown."""
         matches = [name for name in self.context_windows if model.startswith(name)]
         return self.context_windows[max(matches, key=len)] if matches else None
 
-    def make_rate_limiter(self) -> RateLimiter | None:
+    def _make_limiter(self, api_key: str) -> RateLimiter:
         """The limiter for one step, sharing the API key's limit through ``rate_limit_store``.
 
         It learns the provider's limits from response headers and paces requests just under
-        them (see ``resources.rate_limiter``).
+        them (see ``llm_assets.resources.ratelimit.limiter``).
 
         Examples:
             .. code-block:: python
 
                 import dagster as dg
-                from resources import LLMResource
+                from llm_assets.resources import LLMResource
 
                 # Steps in every run and on every host share the key's limit through the
                 # Postgres server that holds Dagster's run storage.
@@ -184,25 +199,53 @@ class LLMResource(dg.ConfigurableResource):
         """
         store = open_rate_limit_store(
             self.rate_limit_store,
-            sqlite_path=resolve_setting(self.rate_limit_sqlite_path),
-            postgres_url=resolve_setting(self.rate_limit_postgres_url),
+            sqlite_path=resolve_setting(
+                self.rate_limit_sqlite_path, field="LLMResource.rate_limit_sqlite_path"
+            ),
+            postgres_url=resolve_setting(
+                self.rate_limit_postgres_url, field="LLMResource.rate_limit_postgres_url"
+            )
+            or os.environ.get(POSTGRES_URL_ENV_VAR),
         )
         return AdaptiveRateLimiter(
             store,
-            limit_key(self.base_url, resolve_setting(self.api_key) or ""),
+            limit_key(self.base_url, api_key),
             window_s=self.rate_limit_window_s,
             target=self.rate_limit_target,
             rpm_limit=self.rpm_limit,
             tpm_limit=self.tpm_limit,
         )
 
-    def _make_client(self) -> openai.AsyncOpenAI:
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Resolves the API key once and opens the client the run's steps share."""
+        self._session = ClientSession(self._settings())
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Closes the client and its event loop."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (_masked(value) if name in _SECRET_FIELDS else value)
+
+    def _settings(self) -> SessionSettings:
         check_offline_guard(self.base_url)
-        return openai.AsyncOpenAI(
+        api_key = resolve_setting(self.api_key, field="LLMResource.api_key")
+        if not api_key:
+            if not is_loopback(self.base_url):
+                raise UserError(
+                    f"LLMResource has no api_key for {self.base_url}: pass "
+                    "api_key=dg.EnvVar('OPENAI_API_KEY') and export OPENAI_API_KEY, or point "
+                    "base_url at a local endpoint that needs no key"
+                )
+            api_key = "unused-local-endpoint"
+        return SessionSettings(
             base_url=self.base_url,
-            api_key=self.api_key,
-            timeout=self.timeout_s,
-            max_retries=0,
+            api_key=api_key,
+            timeout_s=self.timeout_s,
+            limiter=self._make_limiter(api_key),
         )
 
     def run_requests(
@@ -215,6 +258,9 @@ class LLMResource(dg.ConfigurableResource):
     ) -> EngineStats:
         """Sends ``requests`` concurrently and reports each result as it arrives.
 
+        Inside a run the client opened by ``setup_for_execution`` is used; outside one (a
+        notebook, a script) a client is opened for this call and closed after it.
+
         Args:
             requests: Requests to send.
             on_result: Called once per request, in completion order.
@@ -225,8 +271,9 @@ class LLMResource(dg.ConfigurableResource):
             Totals for the run.
 
         Raises:
-            ProviderError: A failure no retry can fix (401/403, insufficient_quota, 404).
-            UserError: The offline guard refused the endpoint.
+            ProviderError: A failure no retry can fix (401/403, insufficient_quota, 404), or
+                ``EndpointUnreachable`` when the circuit breaker opened.
+            UserError: The offline guard refused the endpoint, or no API key is set.
 
         Examples:
             .. code-block:: python
@@ -234,13 +281,15 @@ class LLMResource(dg.ConfigurableResource):
                 llm = LLMResource(base_url=sim.base_url, api_key="sk-sim")
                 stats = llm.run_requests(requests, on_result=results.append)
         """
-        check_offline_guard(self.base_url)
         request_list = list(requests)
+        session = self._session
+        owned = session is None
+        if session is None:
+            session = ClientSession(self._settings())
+        try:
 
-        async def main() -> EngineStats:
-            client = self._make_client()
-            try:
-                engine = ChatEngine(
+            def make_engine(client: openai.AsyncOpenAI) -> ChatEngine:
+                return ChatEngine(
                     client,
                     base_url=self.base_url,
                     concurrency=self.max_concurrency,
@@ -248,38 +297,30 @@ class LLMResource(dg.ConfigurableResource):
                     backoff_s=self.retry_backoff_s,
                     backoff_max_s=self.retry_backoff_max_s,
                     prices=self.prices,
-                    limiter=self.make_rate_limiter(),
+                    limiter=session.settings.limiter,
+                    breaker_threshold=self.circuit_breaker_threshold,
                 )
-                return await engine.run(
+
+            return session.run(
+                lambda client: make_engine(client).run(
                     request_list,
                     on_result,
                     should_stop=should_stop,
                     progress=progress,
                     progress_interval_s=self.progress_interval_s,
                 )
-            finally:
-                await client.close()
+            )
+        finally:
+            if owned:
+                session.close()
 
-        return _run_coroutine(main)
+
+_SECRET_FIELDS = frozenset({"api_key", "rate_limit_postgres_url"})
 
 
-def _run_coroutine(factory: Callable[[], Any]) -> Any:
-    """Runs a coroutine to completion, also from a thread that already has a running loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = asyncio.run(factory())
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, name="llm-assets-engine")
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+def _masked(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dg.EnvVar):
+        return f"EnvVar({value.env_var_name!r})"
+    return "***"

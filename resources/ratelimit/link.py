@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from resources.rate_limit_store import (
+from llm_assets.resources.ratelimit.store import (
     BucketPolicy,
     BucketRates,
     MemoryRateLimitStore,
@@ -24,7 +24,7 @@ from resources.rate_limit_store import (
     Reservation,
 )
 
-logger = logging.getLogger("resources.rate_limiter")
+logger = logging.getLogger("llm_assets.resources.ratelimit.limiter")
 
 T = TypeVar("T")
 

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from resources.errors import UserError
+from llm_assets.resources.errors import UserError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 
@@ -65,7 +65,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         .. code-block:: python
 
             import dagster as dg
-            from resources import ParquetIOManager
+            from llm_assets.resources import ParquetIOManager
 
             defs = dg.Definitions(
                 assets=[...],

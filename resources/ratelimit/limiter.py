@@ -23,7 +23,7 @@ How it paces (per API key, whatever the number of steps and runs sharing it):
   window is full (``remaining`` at 0) hold new reservations until their ``reset``.
 
 Where the state lives: a ``RateLimitStore`` row per ``limit_key`` (see
-``resources.rate_limit_store``): memory (one process), SQLite (processes of one host) or
+``llm_assets.resources.ratelimit.store``): memory (one process), SQLite (processes of one host) or
 PostgreSQL (every host). Why a database row rather than Dagster concurrency pools: a pool caps
 how many steps run at once, not how many requests per minute they send; a step's request rate
 depends on its latency and concurrency, which a pool cannot see, and a pool cannot learn a
@@ -46,9 +46,9 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from resources.rate_limit import RateLimitHeaders, parse_rate_limit_headers
-from resources.rate_limit_link import Decrease, StoreLink
-from resources.rate_limit_store import BucketPolicy, BucketRates, RateLimitStore
+from llm_assets.resources.ratelimit.headers import RateLimitHeaders, parse_rate_limit_headers
+from llm_assets.resources.ratelimit.link import Decrease, StoreLink
+from llm_assets.resources.ratelimit.store import BucketPolicy, BucketRates, RateLimitStore
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class AdaptiveRateLimiter:
 
     Examples:
         >>> import asyncio
-        >>> from resources.rate_limit_store import MemoryRateLimitStore, limit_key
+        >>> from llm_assets.resources.ratelimit.store import MemoryRateLimitStore, limit_key
         >>> limiter = AdaptiveRateLimiter(
         ...     MemoryRateLimitStore(), limit_key("http://x/v1", "k"), window_s=1.0, rpm_limit=100
         ... )

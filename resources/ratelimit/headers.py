@@ -6,7 +6,7 @@ Providers describe the caller's limits in response headers (OpenAI's spelling)::
     x-ratelimit-remaining-requests: 499    x-ratelimit-remaining-tokens: 199000
     x-ratelimit-reset-requests: 120ms      x-ratelimit-reset-tokens: 6m0s
 
-``parse_rate_limit_headers`` reads them; ``resources.rate_limiter`` learns from them.
+``parse_rate_limit_headers`` reads them; ``limiter`` learns from them.
 """
 
 from __future__ import annotations

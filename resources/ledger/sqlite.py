@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from resources.ledger_core import (
+from llm_assets.resources.ledger.core import (
     ConnectionPool,
     LedgerBackend,
     LedgerEntry,

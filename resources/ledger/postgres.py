@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from datetime import UTC
 from typing import TypeVar
-from urllib.parse import unquote
 
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
-from resources.ledger_core import (
+from llm_assets.resources.ledger.core import (
     ConnectionPool,
     LedgerBackend,
     LedgerEntry,
@@ -22,6 +20,7 @@ from resources.ledger_core import (
     entry_to_row,
     row_to_entry,
 )
+from llm_assets.resources.settings import mask_url, postgres_dsn, scrub
 
 logger = logging.getLogger(__name__)
 
@@ -35,31 +34,6 @@ _COLUMNS = (
     "key, model, input_tokens, output_tokens, cost_usd, latency_s, created_at, "
     "run_id, asset_key, partition_key, task_version, request, response"
 )
-
-_PASSWORD_IN_URL = re.compile(r"^(?P<head>[^:/?#]+://[^:@/?#]*):(?P<password>[^@/?#]*)@")
-_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&]password=)(?P<password>[^&#]*)")
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``, for messages and logs.
-
-    Examples:
-        >>> mask_url("postgresql://app:s3cret@db:5432/llm")
-        'postgresql://app:***@db:5432/llm'
-    """
-    url = _PASSWORD_IN_URL.sub(r"\g<head>:***@", url)
-    return _PASSWORD_IN_QUERY.sub(r"\g<head>***", url)
-
-
-def _scrub(text: str, url: str) -> str:
-    """Remove every spelling of the URL's password from an error message."""
-    passwords = {m.group("password") for m in _PASSWORD_IN_URL.finditer(url)}
-    passwords |= {m.group("password") for m in _PASSWORD_IN_QUERY.finditer(url)}
-    text = text.replace(url, mask_url(url))
-    for password in passwords | {unquote(p) for p in passwords}:
-        if password:
-            text = text.replace(password, "***")
-    return text
 
 
 def _to_row(entry: LedgerEntry) -> tuple[object, ...]:
@@ -106,7 +80,7 @@ class PostgresLedgerBackend(LedgerBackend):
 
     def __init__(self, url: str, *, schema: str = "llm_assets", max_idle_connections: int = 4):
         self._url = url
-        self._dsn = re.sub(r"^postgres(ql)?(\+psycopg2)?://", "postgresql://", url)
+        self._dsn = postgres_dsn(url)
         self.schema = schema
         self.table = f"{_quote_ident(schema)}.responses"
         self._pool: ConnectionPool[psycopg2.extensions.connection] = ConnectionPool(
@@ -129,7 +103,7 @@ class PostgresLedgerBackend(LedgerBackend):
                 cur.execute("SET TIME ZONE 'UTC'")
             conn.commit()
         except psycopg2.Error as exc:
-            message = _scrub(str(exc).strip(), self._url)
+            message = scrub(str(exc).strip(), self._url)
             raise LedgerUnavailableError(
                 f"cannot connect to the PostgreSQL ledger at {mask_url(self._url)}: {message}"
             ) from None

@@ -1,6 +1,6 @@
 """PostgreSQL backend of the rate-limit store, for limits shared by every host.
 
-Runs the statements of ``resources.rate_limit_sql`` on one autocommit connection; each is one
+Runs the statements of ``sql`` on one autocommit connection; each is one
 atomic ``UPDATE ... RETURNING`` of the limit's row, on the database's clock.
 """
 
@@ -9,32 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import urlparse
 
-from resources.rate_limit_sql import SQL_PARAMETERS, SQLRateLimitStore
+from llm_assets.resources.ratelimit.sql import SQL_PARAMETERS, SQLRateLimitStore
+from llm_assets.resources.settings import describe_url, postgres_dsn
 
 T = TypeVar("T")
-
-
-def postgres_dsn(url: str) -> str:
-    """A libpq URL from a SQLAlchemy-style one (``postgresql+psycopg2://`` works too).
-
-    Examples:
-        >>> postgres_dsn("postgresql+psycopg2://u@db:5432/dagster")
-        'postgresql://u@db:5432/dagster'
-    """
-    return re.sub(r"^postgres(ql)?(\+psycopg2)?://", "postgresql://", url)
-
-
-def describe_url(url: str) -> str:
-    """``host:port/dbname`` of a PostgreSQL URL, without user or password, for messages.
-
-    Examples:
-        >>> describe_url("postgresql://app:s3cret@db.internal:5432/dagster")
-        'db.internal:5432/dagster'
-    """
-    parsed = urlparse(postgres_dsn(url))
-    return f"{parsed.hostname or 'localhost'}:{parsed.port or 5432}{parsed.path}"
 
 
 class PostgresRateLimitStore(SQLRateLimitStore):

@@ -10,7 +10,7 @@ once and never more; any interval of length ``W`` then holds at most that burst 
 ``W / spacing_s`` units. Keeping the bucket to one number per dimension makes each reservation
 one atomic statement in SQL.
 
-Backends: ``MemoryRateLimitStore`` (one process), and in ``resources.rate_limit_sql`` SQLite
+Backends: ``MemoryRateLimitStore`` (one process), and in ``sql`` SQLite
 (processes on one host) and PostgreSQL (every host). Times are seconds on the store's clock;
 each answer carries that clock's ``now`` so callers convert to their own.
 """
@@ -19,15 +19,11 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
-
-from resources.errors import UserError
 
 
 def limit_key(base_url: str, api_key: str) -> str:
@@ -226,78 +222,3 @@ class MemoryRateLimitStore(RateLimitStore):
 
 
 StoreKind = Literal["memory", "sqlite", "postgres"]
-
-_OPEN_STORES: dict[tuple[int, str, str], RateLimitStore] = {}
-_OPEN_LOCK = threading.Lock()
-
-
-def default_sqlite_path() -> Path:
-    """``$DAGSTER_HOME/llm_assets_rate_limits.sqlite``, next to the Dagster instance.
-
-    Without ``DAGSTER_HOME`` it is ``.dagster_home/`` in the working directory, where this
-    project's Makefile points Dagster.
-    """
-    return Path(os.environ.get("DAGSTER_HOME") or ".dagster_home") / "llm_assets_rate_limits.sqlite"
-
-
-def open_rate_limit_store(
-    kind: StoreKind, *, sqlite_path: str | None = None, postgres_url: str | None = None
-) -> RateLimitStore:
-    """The process-wide store of ``kind``: every step of this process shares one per location.
-
-    Args:
-        kind: ``memory``, ``sqlite`` or ``postgres``.
-        sqlite_path: The SQLite file; ``default_sqlite_path()`` when None.
-        postgres_url: The PostgreSQL URL; required for ``postgres``.
-
-    Returns:
-        An open store, cached for the life of the process.
-
-    Raises:
-        UserError: ``postgres`` without a URL, or an unknown kind.
-
-    Examples:
-        >>> open_rate_limit_store("memory") is open_rate_limit_store("memory")
-        True
-    """
-    if kind == "memory":
-        location = ""
-    elif kind == "sqlite":
-        location = str(Path(sqlite_path or default_sqlite_path()).resolve())
-    elif kind == "postgres":
-        if not postgres_url:
-            raise UserError(
-                "LLMResource.rate_limit_store is 'postgres' but rate_limit_postgres_url is not "
-                "set; pass rate_limit_postgres_url=dg.EnvVar('DAGSTER_PG_URL') (the server of "
-                "Dagster's run storage works) or use rate_limit_store='sqlite' on one host"
-            )
-        location = postgres_url
-    else:
-        raise UserError(f"unknown rate_limit_store {kind!r}; use 'memory', 'sqlite' or 'postgres'")
-    # Keyed by pid too: a connection inherited through fork() must not be shared.
-    cache_key = (os.getpid(), kind, location)
-    with _OPEN_LOCK:
-        store = _OPEN_STORES.get(cache_key)
-        if store is None:
-            store = _OPEN_STORES[cache_key] = _open(kind, location)
-        return store
-
-
-def _open(kind: str, location: str) -> RateLimitStore:
-    if kind == "memory":
-        return MemoryRateLimitStore()
-    if kind == "sqlite":
-        from resources.rate_limit_sql import SQLiteRateLimitStore
-
-        return SQLiteRateLimitStore(location)
-    from resources.rate_limit_postgres import PostgresRateLimitStore
-
-    return PostgresRateLimitStore(location)
-
-
-def resolve_setting(value: str | None) -> str | None:
-    """The value of a resource field that may still hold a ``dg.EnvVar`` (outside Dagster)."""
-    if value is None:
-        return None
-    get_value = getattr(value, "get_value", None)
-    return get_value() if callable(get_value) else value

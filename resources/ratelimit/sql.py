@@ -20,7 +20,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from resources.rate_limit_store import BucketPolicy, BucketRates, RateLimitStore, Reservation
+from llm_assets.resources.ratelimit.store import (
+    BucketPolicy,
+    BucketRates,
+    RateLimitStore,
+    Reservation,
+)
 
 T = TypeVar("T")
 

@@ -1,0 +1,31 @@
+"""The response ledger: a durable, content-addressed store of paid-for LLM responses.
+
+``ResponseLedger`` is the resource; ``LedgerEntry`` one paid response; ``LedgerWriter`` records
+responses as they arrive; the SQLite and PostgreSQL backends implement ``LedgerBackend``.
+"""
+
+from llm_assets.resources.ledger.core import (
+    ConnectionPool,
+    LedgerBackend,
+    LedgerConfigError,
+    LedgerEntry,
+    LedgerError,
+    LedgerUnavailableError,
+)
+from llm_assets.resources.ledger.postgres import PostgresLedgerBackend
+from llm_assets.resources.ledger.resource import ResponseLedger
+from llm_assets.resources.ledger.sqlite import SQLiteLedgerBackend
+from llm_assets.resources.ledger.writer import LedgerWriter
+
+__all__ = [
+    "ConnectionPool",
+    "LedgerBackend",
+    "LedgerConfigError",
+    "LedgerEntry",
+    "LedgerError",
+    "LedgerUnavailableError",
+    "LedgerWriter",
+    "PostgresLedgerBackend",
+    "ResponseLedger",
+    "SQLiteLedgerBackend",
+]

@@ -1,0 +1,33 @@
+"""The LLM endpoint: the ``LLMResource``, its async engine, prices and token estimates."""
+
+from llm_assets.resources.llm.engine import ChatEngine, ProgressCallback, ResultCallback
+from llm_assets.resources.llm.pricing import DEFAULT_PRICES, ModelPrice, cost_usd, find_price
+from llm_assets.resources.llm.resource import (
+    DEFAULT_CONTEXT_WINDOWS,
+    OFFLINE_ENV,
+    LLMResource,
+    check_offline_guard,
+    is_loopback,
+)
+from llm_assets.resources.llm.tokens import estimate_prompt_tokens, estimate_tokens
+from llm_assets.resources.llm.types import ChatRequest, ChatResult, EngineStats
+
+__all__ = [
+    "DEFAULT_CONTEXT_WINDOWS",
+    "DEFAULT_PRICES",
+    "OFFLINE_ENV",
+    "ChatEngine",
+    "ChatRequest",
+    "ChatResult",
+    "EngineStats",
+    "LLMResource",
+    "ModelPrice",
+    "ProgressCallback",
+    "ResultCallback",
+    "check_offline_guard",
+    "cost_usd",
+    "estimate_prompt_tokens",
+    "estimate_tokens",
+    "find_price",
+    "is_loopback",
+]

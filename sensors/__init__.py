@@ -1,0 +1,1 @@
+"""When llm-assets runs: sensors that turn outside events into runs (``llm_assets.sensors``)."""
