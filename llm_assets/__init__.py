@@ -14,6 +14,7 @@ from llm_assets.resources.errors import (
 )
 from llm_assets.task import LLMTask
 from llm_assets.trace import RowTrace, format_trace, trace_row
+from llm_assets.versions import resolve_model_versions
 
 __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/test_public_api.py
     "AuthenticationFailed",
@@ -30,5 +31,6 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/test_public_a
     "UserError",
     "format_trace",
     "llm_asset",
+    "resolve_model_versions",
     "trace_row",
 ]

@@ -20,6 +20,7 @@ from llm_assets.example.pipeline import (
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import LLMResource
 from llm_assets.resources.storage import ParquetIOManager
+from llm_assets.versions import resolve_model_versions
 
 SIMULATOR_URL = "http://127.0.0.1:8765/v1"
 
@@ -88,11 +89,13 @@ def build_definitions(env: str | None = None) -> dg.Definitions:
     env = env or os.environ.get("LLM_ASSETS_ENV", "local")
     if env not in RESOURCES_BY_ENV:
         raise ValueError(f"LLM_ASSETS_ENV must be one of {sorted(RESOURCES_BY_ENV)}, not {env!r}")
-    return dg.Definitions(
-        assets=ASSETS,
-        jobs=[nightly_enrichment_job],
-        schedules=[nightly_enrichment_schedule],
-        resources=RESOURCES_BY_ENV[env](),
+    return resolve_model_versions(
+        dg.Definitions(
+            assets=ASSETS,
+            jobs=[nightly_enrichment_job],
+            schedules=[nightly_enrichment_schedule],
+            resources=RESOURCES_BY_ENV[env](),
+        )
     )
 
 

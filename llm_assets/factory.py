@@ -10,14 +10,12 @@ from pydantic import Field
 from llm_assets.planning import ROW_INDEX_COLUMN
 from llm_assets.provenance import PROVENANCE_COLUMNS, QUARANTINE_COLUMNS
 from llm_assets.resources.errors import UserError
-from llm_assets.runner import StepInfo, StepSummary, run_task
+from llm_assets.results import FAILURE_RATE_CHECK, AssetNames, Event, Report, step_events
+from llm_assets.runner import StepInfo, run_task
 from llm_assets.task import LLMTask
+from llm_assets.versions import register_llm_asset
 
 Prepare = Callable[[pd.DataFrame, str | None], pd.DataFrame]
-Report = Callable[[pd.DataFrame], Mapping[str, Any]]
-
-
-FAILURE_RATE_CHECK = "failure_rate"
 
 
 class LLMAssetConfig(dg.Config):
@@ -61,48 +59,6 @@ def quarantine_column_schema(task: LLMTask) -> dg.TableSchema:
     columns = [dg.TableColumn(task.id_column or ROW_INDEX_COLUMN, "object", "input row id")]
     columns += [dg.TableColumn(name, dtype) for name, dtype in QUARANTINE_COLUMNS.items()]
     return dg.TableSchema(columns=columns)
-
-
-def markdown_preview(df: pd.DataFrame, columns: Sequence[str], limit: int = 5) -> str:
-    """A small Markdown table of the first rows, for the UI.
-
-    Examples:
-        >>> print(markdown_preview(pd.DataFrame({"a": [1]}), ["a"]))
-        | a |
-        | --- |
-        | 1 |
-    """
-    shown = [c for c in columns if c in df.columns]
-    lines = ["| " + " | ".join(shown) + " |", "| " + " | ".join("---" for _ in shown) + " |"]
-    for _, row in df.head(limit).iterrows():
-        cells = [str(row[c]).replace("|", "\\|").replace("\n", " ")[:80] for c in shown]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def summary_metadata(task: LLMTask, summary: StepSummary) -> dict[str, Any]:
-    """Materialization metadata: rows, outcome, spend, and what the ledger saved."""
-    return {
-        "dagster/row_count": summary.rows,
-        "rows": summary.rows,
-        "ok": summary.ok,
-        "failed": summary.failed,
-        "requests_sent": summary.requests_sent,
-        "cache_hits": summary.cache_hits,
-        "hit_ratio": round(summary.hit_ratio, 4),
-        "duplicates_collapsed": summary.duplicates_collapsed,
-        "input_tokens": summary.input_tokens,
-        "output_tokens": summary.output_tokens,
-        "tokens": summary.input_tokens + summary.output_tokens,
-        "cost_usd": round(summary.cost_usd, 6),
-        "saved_usd": round(summary.saved_usd, 6),
-        "estimated_cost_usd": round(summary.estimated_cost_usd, 6),
-        "task_version": task.version,
-        "model": ", ".join(sorted(summary.models)) or (task.model or "(resource default)"),
-        "repairs": summary.repairs,
-        "failure_rate": round(summary.failure_rate, 4),
-        "failures_by_class": dg.MetadataValue.json(summary.error_classes),
-    }
 
 
 def llm_asset(
@@ -184,7 +140,9 @@ def llm_asset(
     if backfill_policy is None and partitions_def is not None:
         backfill_policy = dg.BackfillPolicy.single_run()
     asset_name = name or task.name
-    resource_keys = {llm_resource_key} | ({ledger_resource_key} if ledger_resource_key else set())
+    resource_keys = {llm_resource_key, io_manager_key}
+    if ledger_resource_key:
+        resource_keys.add(ledger_resource_key)
     definition_metadata = {
         "task_version": task.version,
         "model": task.model or "(LLMResource.model)",
@@ -223,8 +181,9 @@ def llm_asset(
     check = dg.AssetCheckSpec(
         FAILURE_RATE_CHECK,
         asset=asset_name,
-        description=f"Fails when more than {max_failure_rate:.0%} of a step's rows failed.",
+        description=f"Fails when more than {max_failure_rate:.0%} of a partition's rows failed.",
         blocking=block_downstream_on_failures,
+        partitions_def=partitions_def,
     )
 
     @dg.multi_asset(
@@ -239,7 +198,7 @@ def llm_asset(
     )
     def _llm_asset(
         context: dg.AssetExecutionContext, config: LLMAssetConfig, upstream: Any
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    ) -> Iterator[Event]:
         partition_keys: list[str | None] = (
             list(context.partition_keys)
             if context.has_partition_key_range or context.has_partition_key
@@ -248,66 +207,54 @@ def llm_asset(
         frames = _frames_by_partition(upstream, partition_keys)
         if prepare is not None:
             frames = {key: prepare(df, key) for key, df in frames.items()}
-        step = StepInfo(
-            run_id=context.run.run_id,
-            asset_key=asset_name,
-            upstream=upstream_key.to_user_string(),
-        )
+        llm = getattr(context.resources, llm_resource_key)
+        _warn_if_version_misses_model(context, asset_name, task, llm.model)
         output = run_task(
             task,
             frames,
-            llm=getattr(context.resources, llm_resource_key),
+            llm=llm,
             ledger=getattr(context.resources, ledger_resource_key) if ledger_resource_key else None,
-            step=step,
+            step=StepInfo(
+                run_id=context.run.run_id,
+                asset_key=asset_name,
+                upstream=upstream_key.to_user_string(),
+            ),
             log=context.log,
             max_cost_usd=config.max_cost_usd if config.max_cost_usd is not None else max_cost_usd,
             passthrough_columns=passthrough,
         )
-        summary = output.summary
-        combined = pd.concat(list(output.tables.values()), ignore_index=True)
-        metadata = summary_metadata(task, summary)
-        preview_columns = [
-            task.id_column or ROW_INDEX_COLUMN,
-            *passthrough,
-            *task.output_schema.model_fields,
-            "llm_status",
-            "llm_error",
-        ]
-        metadata["preview"] = dg.MetadataValue.md(markdown_preview(combined, preview_columns))
-        if report is not None:
-            metadata.update(report(combined))
-        selected = context.selected_asset_keys
-        if dg.AssetKey(asset_name) in selected:
-            yield dg.MaterializeResult(
-                asset_key=asset_name,
-                value=_per_partition(output.tables, partition_keys),
-                metadata=metadata,
-            )
-        if dg.AssetKey(quarantine_name) in selected:
-            yield dg.MaterializeResult(
-                asset_key=quarantine_name,
-                value=_per_partition(output.quarantine, partition_keys),
-                metadata={"dagster/row_count": summary.failed, "rows": summary.failed},
-            )
-        if check.key in context.selected_asset_check_keys:
-            yield dg.AssetCheckResult(
-                asset_key=asset_name,
-                check_name=FAILURE_RATE_CHECK,
-                passed=summary.failure_rate <= max_failure_rate,
-                metadata={
-                    "failure_rate": round(summary.failure_rate, 4),
-                    "threshold": max_failure_rate,
-                    "failed": summary.failed,
-                    "rows": summary.rows,
-                    "failures_by_class": dg.MetadataValue.json(summary.error_classes),
-                },
-            )
+        names = AssetNames(
+            table=dg.AssetKey(asset_name),
+            quarantine=dg.AssetKey(quarantine_name),
+            preview_columns=(
+                task.id_column or ROW_INDEX_COLUMN,
+                *passthrough,
+                *task.output_schema.model_fields,
+                "llm_status",
+                "llm_error",
+            ),
+            default_model=task.model or llm.model,
+            max_failure_rate=max_failure_rate,
+            io_manager_key=io_manager_key,
+        )
+        yield from step_events(context, names, output, report)
 
+    register_llm_asset(dg.AssetKey(asset_name), task, llm_resource_key)
+    register_llm_asset(dg.AssetKey(quarantine_name), task, llm_resource_key)
     return _llm_asset
 
 
-def _per_partition(tables: Mapping[str | None, pd.DataFrame], keys: list[str | None]) -> Any:
-    return tables[keys[0]] if len(keys) == 1 else tables
+def _warn_if_version_misses_model(
+    context: dg.AssetExecutionContext, asset_name: str, task: LLMTask, default_model: str
+) -> None:
+    declared = context.assets_def.specs_by_key[dg.AssetKey(asset_name)].code_version
+    if task.model is None and declared != task.version_for(default_model):
+        context.log.warning(
+            f"asset '{asset_name}' is answered by LLMResource.model '{default_model}', but its "
+            "code_version does not include that model, so changing it will not mark the asset "
+            "stale. Build Definitions with llm_assets.resolve_model_versions(defs), or set "
+            "`model` on the task."
+        )
 
 
 def _frames_by_partition(

@@ -17,7 +17,7 @@ import gc
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +29,8 @@ from llm_assets.provenance import answer_content, parse_answer
 from llm_assets.resources.errors import BudgetExceededError
 from llm_assets.resources.ledger import LedgerEntry, ResponseLedger
 from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource, cost_usd
-from llm_assets.tables import Resolution, build_outputs
+from llm_assets.summary import StepSummary
+from llm_assets.tables import Resolution, RunStamp, build_outputs
 from llm_assets.task import LLMTask
 
 
@@ -43,43 +44,18 @@ class StepInfo:
 
 
 @dataclass
-class StepSummary:
-    """Totals of one step, turned into materialization metadata."""
-
-    rows: int = 0
-    ok: int = 0
-    failed: int = 0
-    requests_sent: int = 0
-    cache_hits: int = 0
-    repairs: int = 0
-    duplicates_collapsed: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    saved_usd: float = 0.0
-    estimated_cost_usd: float = 0.0
-    models: set[str] = field(default_factory=set)
-    error_classes: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def hit_ratio(self) -> float:
-        """Share of unique requests answered by the ledger."""
-        looked_up = self.cache_hits + self.requests_sent
-        return self.cache_hits / looked_up if looked_up else 0.0
-
-    @property
-    def failure_rate(self) -> float:
-        """Failed rows over all rows (0 for an empty step)."""
-        return self.failed / self.rows if self.rows else 0.0
-
-
-@dataclass
 class StepOutput:
     """What one step produced, by partition key."""
 
     tables: dict[str | None, pd.DataFrame]
     quarantine: dict[str | None, pd.DataFrame]
-    summary: StepSummary
+    summaries: dict[str | None, StepSummary]
+    task_version: str
+
+    @property
+    def summary(self) -> StepSummary:
+        """The step's totals over all its partitions."""
+        return StepSummary.total(self.summaries.values())
 
 
 class _Fetcher:
@@ -91,37 +67,53 @@ class _Fetcher:
         llm: LLMResource,
         ledger: ResponseLedger | None,
         step: StepInfo,
-        summary: StepSummary,
+        summaries: dict[str | None, StepSummary],
         log: Any,
         max_cost_usd: float | None,
+        task_version: str,
     ) -> None:
         self.task, self.llm, self.ledger, self.step = task, llm, ledger, step
-        self.summary, self.log, self.max_cost_usd = summary, log, max_cost_usd
+        self.summaries, self.log, self.max_cost_usd = summaries, log, max_cost_usd
+        self.task_version = task_version
         self.spent = 0.0
+        self.estimated_usd = 0.0
 
     def fetch(
         self, requests: Mapping[str, ChatRequest], partition_of: Mapping[str, str | None]
     ) -> dict[str, Resolution]:
-        answers = self.lookup(requests)
+        answers = self.lookup(requests, partition_of)
         misses = [req for key, req in requests.items() if key not in answers]
         if misses:
             answers.update(self.send(misses, requests, partition_of))
         return answers
 
-    def lookup(self, requests: Mapping[str, ChatRequest]) -> dict[str, Resolution]:
+    def lookup(
+        self, requests: Mapping[str, ChatRequest], partition_of: Mapping[str, str | None]
+    ) -> dict[str, Resolution]:
         """The answers the ledger already holds, in one bulk query."""
         with _gc_paused():
             hits: dict[str, LedgerEntry] = (
                 self.ledger.get_many(list(requests)) if self.ledger else {}
             )
             answers = {key: Resolution.from_entry(entry) for key, entry in hits.items()}
-        self.summary.cache_hits += len(hits)
-        self.summary.saved_usd += sum(entry.cost_usd for entry in hits.values())
+        for key, entry in hits.items():
+            part = self.summaries[partition_of.get(key)]
+            part.cache_hits += 1
+            part.saved_usd += entry.cost_usd
         return answers
 
-    def estimate(self, requests: list[ChatRequest], model: str) -> float:
+    def estimate(
+        self, requests: list[ChatRequest], model: str, partition_of: Mapping[str, str | None]
+    ) -> float:
+        """Estimates the misses' cost, per owning partition; returns the step's estimate."""
         out = self.task.output_tokens_for_estimates
-        return sum(cost_usd(model, r.est_prompt_tokens, out, self.llm.prices) for r in requests)
+        total = 0.0
+        for request in requests:
+            cost = cost_usd(model, request.est_prompt_tokens, out, self.llm.prices)
+            self.summaries[partition_of.get(request.key)].estimated_cost_usd += cost
+            total += cost
+        self.estimated_usd = total
+        return total
 
     def send(
         self,
@@ -135,6 +127,11 @@ class _Fetcher:
         def on_result(result: ChatResult) -> None:
             results[result.key] = result
             self.spent += result.cost_usd
+            part = self.summaries[partition_of.get(result.key)]
+            part.requests_sent += 1
+            part.input_tokens += result.input_tokens
+            part.output_tokens += result.output_tokens
+            part.cost_usd += result.cost_usd
             if result.ok and writer is not None:
                 writer.add(self._entry(result, requests[result.key], partition_of.get(result.key)))
 
@@ -144,27 +141,19 @@ class _Fetcher:
         progress = progress_logger(self.log, self.step.asset_key, len(misses))
         if writer is not None:
             with writer:
-                stats = self.llm.run_requests(
-                    misses, on_result, should_stop=over_budget, progress=progress
-                )
+                self.llm.run_requests(misses, on_result, should_stop=over_budget, progress=progress)
         else:
-            stats = self.llm.run_requests(
-                misses, on_result, should_stop=over_budget, progress=progress
-            )
-        self.summary.requests_sent += stats.done
-        self.summary.input_tokens += stats.input_tokens
-        self.summary.output_tokens += stats.output_tokens
-        self.summary.cost_usd += stats.cost_usd
+            self.llm.run_requests(misses, on_result, should_stop=over_budget, progress=progress)
         if len(results) < len(misses):
             budget = self.max_cost_usd or 0.0
             raise BudgetExceededError(
                 f"asset '{self.step.asset_key}' stopped sending after spending "
                 f"${self.spent:.4f} of its ${budget:.4f} budget (estimate for the step: "
-                f"${self.summary.estimated_cost_usd:.4f}); {len(misses) - len(results)} "
+                f"${self.estimated_usd:.4f}); {len(misses) - len(results)} "
                 "requests were not sent. Everything paid for is in the ledger: raise "
                 "max_cost_usd and re-materialize to pay only for the rest",
                 spent_usd=self.spent,
-                estimated_usd=self.summary.estimated_cost_usd,
+                estimated_usd=self.estimated_usd,
                 budget_usd=budget,
             )
         return {key: Resolution.from_result(r, self.step.run_id) for key, r in results.items()}
@@ -183,7 +172,7 @@ class _Fetcher:
             run_id=self.step.run_id,
             asset_key=self.step.asset_key,
             partition_key=partition,
-            task_version=self.task.version,
+            task_version=self.task_version,
         )
 
 
@@ -227,7 +216,7 @@ def run_task(
         passthrough_columns: Upstream columns copied to the output.
 
     Returns:
-        The output and quarantine tables by partition key, and the step's totals.
+        The output and quarantine tables and the figures of every partition.
 
     Raises:
         MissingColumnsError: Before any request, when a column is missing.
@@ -238,27 +227,36 @@ def run_task(
     for df in frames.values():
         check_columns(task, df, step.asset_key, step.upstream, passthrough_columns)
     model = task.model or llm.model
+    task_version = task.version_for(llm.model)
     with _gc_paused():
         rows, requests = plan_rows(
             task, frames, model, llm.context_window(model), passthrough_columns
         )
-    summary = StepSummary(rows=len(rows))
-    summary.duplicates_collapsed = sum(1 for r in rows if r.key) - len(requests)
-    partition_of = {r.key: r.partition for r in rows if r.key}
-    fetcher = _Fetcher(task, llm, ledger, step, summary, log, max_cost_usd)
+    summaries = {partition: StepSummary() for partition in frames}
+    # A request shared by several partitions belongs to the first one that asks it.
+    partition_of: dict[str, str | None] = {}
+    for row in rows:
+        summaries[row.partition].rows += 1
+        if row.key is None:
+            continue
+        if row.key in partition_of:
+            summaries[row.partition].duplicates_collapsed += 1
+        else:
+            partition_of[row.key] = row.partition
+    fetcher = _Fetcher(task, llm, ledger, step, summaries, log, max_cost_usd, task_version)
 
-    resolved = fetcher.lookup(requests)
+    resolved = fetcher.lookup(requests, partition_of)
     unknown = [r for k, r in requests.items() if k not in resolved]
-    summary.estimated_cost_usd = fetcher.estimate(unknown, model)
-    if max_cost_usd is not None and summary.estimated_cost_usd > max_cost_usd:
+    estimated = fetcher.estimate(unknown, model, partition_of)
+    if max_cost_usd is not None and estimated > max_cost_usd:
         raise BudgetExceededError(
             f"asset '{step.asset_key}' would send {len(unknown)} requests estimated at "
-            f"${summary.estimated_cost_usd:.4f} (prompt estimate + "
+            f"${estimated:.4f} (prompt estimate + "
             f"{task.output_tokens_for_estimates} output tokens each), over its budget of "
             f"${max_cost_usd:.4f}; spent $0.0000. Raise max_cost_usd, lower max_output_tokens "
             "or set expected_output_tokens on the task, or materialize fewer partitions at once",
             spent_usd=0.0,
-            estimated_usd=summary.estimated_cost_usd,
+            estimated_usd=estimated,
             budget_usd=max_cost_usd,
         )
 
@@ -270,9 +268,16 @@ def run_task(
     _repair(task, fetcher, requests, resolved, partition_of)
     with _gc_paused():
         tables, quarantine = build_outputs(
-            task, frames, rows, resolved, requests, step.run_id, summary, passthrough_columns
+            task,
+            frames,
+            rows,
+            resolved,
+            requests,
+            RunStamp(step.run_id, task_version),
+            summaries,
+            passthrough_columns,
         )
-    return StepOutput(tables=tables, quarantine=quarantine, summary=summary)
+    return StepOutput(tables, quarantine, summaries, task_version)
 
 
 def _repair(
@@ -306,4 +311,4 @@ def _repair(
             answer.settle(parse_answer(answer.body, task.output_schema), repair_key)
             resolved[key] = resolved[key].followed_by(answer)
             current[key] = follow_ups[repair_key]
-        fetcher.summary.repairs += len(answers)
+            fetcher.summaries[partition_of.get(key)].repairs += 1

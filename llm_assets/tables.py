@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -19,10 +19,15 @@ from llm_assets.provenance import (
 )
 from llm_assets.resources.ledger import LedgerEntry
 from llm_assets.resources.llm import ChatRequest, ChatResult
+from llm_assets.summary import StepSummary
 from llm_assets.task import LLMTask, canonical_json
 
-if TYPE_CHECKING:
-    from llm_assets.runner import StepSummary
+
+class RunStamp(NamedTuple):
+    """The run that builds the tables and the task version it sends (with its model)."""
+
+    run_id: str
+    task_version: str
 
 
 @dataclass
@@ -101,11 +106,12 @@ def build_outputs(
     rows: list[PlannedRow],
     resolved: Mapping[str, Resolution],
     requests: Mapping[str, ChatRequest],
-    run_id: str,
-    summary: StepSummary,
+    stamp: RunStamp,
+    summaries: Mapping[str | None, StepSummary],
     passthrough: tuple[str, ...],
 ) -> tuple[dict[str | None, pd.DataFrame], dict[str | None, pd.DataFrame]]:
-    """Builds the output and quarantine tables of every partition; counts into ``summary``."""
+    """Builds the output and quarantine tables of every partition; counts into ``summaries``."""
+    run_id, task_version = stamp
     id_column = task.id_column or ROW_INDEX_COLUMN
     fields = list(task.output_schema.model_fields)
     out: dict[str | None, list[dict[str, Any]]] = {p: [] for p in frames}
@@ -125,7 +131,7 @@ def build_outputs(
             llm_error=None if answer is not None else error,
             llm_error_class=None if answer is not None else (error_class or "error"),
             llm_request_hash=(res.final_key if res else None) or row.key,
-            llm_task_version=task.version,
+            llm_task_version=task_version,
             llm_model=res.model if res else None,
             llm_input_tokens=res.input_tokens if res else 0,
             llm_output_tokens=res.output_tokens if res else 0,
@@ -137,12 +143,12 @@ def build_outputs(
             llm_run_id=run_id,
         )
         out[row.partition].append(record)
+        summary = summaries[row.partition]
         if answer is not None:
             summary.ok += 1
         else:
-            summary.failed += 1
             name = record["llm_error_class"]
-            summary.error_classes[name] = summary.error_classes.get(name, 0) + 1
+            summary.count_failure(name)
             body = requests[row.key].body if row.key else row.pre_body
             bad[row.partition].append(
                 {
@@ -153,7 +159,7 @@ def build_outputs(
                     "request": canonical_json(body) if body is not None else None,
                     "llm_request_hash": record["llm_request_hash"],
                     "repairs": record["llm_repairs"],
-                    "task_version": task.version,
+                    "task_version": task_version,
                     "run_id": run_id,
                     "quarantined_at": now,
                 }

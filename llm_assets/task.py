@@ -196,11 +196,33 @@ class LLMTask(BaseModel):
 
     @cached_property
     def version(self) -> str:
-        """Stable hash of everything that changes the output; the asset's code_version."""
+        """Stable hash of everything that changes the output, with the task's own ``model``.
+
+        A task without a model is answered by the resource's default model: use
+        ``version_for(default_model)`` for the version of what is actually sent.
+        """
+        return self._version(self.model)
+
+    def version_for(self, default_model: str) -> str:
+        """The version of what is sent when the resource's default model is ``default_model``.
+
+        Examples:
+            >>> class Out(BaseModel):
+            ...     label: str
+            >>> task = LLMTask(name="t", user_prompt="{x}", output_schema=Out)
+            >>> task.version_for("gpt-4o") == task.version_for("gpt-4o-mini")
+            False
+            >>> pinned = LLMTask(name="t", user_prompt="{x}", output_schema=Out, model="m")
+            >>> pinned.version_for("gpt-4o") == pinned.version
+            True
+        """
+        return self._version(self.model or default_model)
+
+    def _version(self, model: str | None) -> str:
         spec = {
             "system_prompt": self.system_prompt,
             "user_prompt": self.user_prompt,
-            "model": self.model,
+            "model": model,
             "schema": self.json_schema,
             "strict": self.strict,
             "temperature": self.temperature,

@@ -45,7 +45,7 @@ def _check_one_partition(
     assert set(PROVENANCE_COLUMNS) <= set(insights.columns)
     assert (insights["llm_status"] == "ok").all()
     assert insights["review_id"].tolist() == reviews["review_id"].tolist()
-    assert (insights["llm_task_version"] == INSIGHT_TASK.version).all()
+    assert (insights["llm_task_version"] == INSIGHT_TASK.version_for("sim-small")).all()
     assert (insights["llm_run_id"] == result.run_id).all()
     assert (insights["llm_input_tokens"] > 0).all() and (insights["llm_cost_usd"] > 0).all()
     assert insights["llm_request_hash"].str.len().eq(64).all()
@@ -53,7 +53,7 @@ def _check_one_partition(
     digest = pd.read_parquet(tmp_path / "data" / "daily_digest" / f"{PARTITION}.parquet")
     assert digest["day"].tolist() == [PARTITION]
     assert digest["llm_status"].tolist() == ["ok"]
-    assert (digest["llm_task_version"] == DIGEST_TASK.version).all()
+    assert (digest["llm_task_version"] == DIGEST_TASK.version_for("sim-small")).all()
 
     meta = _materialization(instance, INSIGHTS)
     assert meta["rows"] == len(reviews) and meta["ok"] == len(reviews) and meta["failed"] == 0
@@ -61,7 +61,7 @@ def _check_one_partition(
         meta["tokens"] == insights["llm_input_tokens"].sum() + insights["llm_output_tokens"].sum()
     )
     assert meta["cost_usd"] == pytest.approx(insights["llm_cost_usd"].sum(), rel=1e-3)
-    assert meta["task_version"] == INSIGHT_TASK.version
+    assert meta["task_version"] == INSIGHT_TASK.version_for("sim-small")
     assert "sim-small" in meta["model"]
     assert "| review_id |" in meta["preview"]
     digest_meta = _materialization(instance, DIGEST)

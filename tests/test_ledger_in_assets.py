@@ -340,7 +340,7 @@ def test_trace_follows_a_row_to_input_prompt_model_and_runs(
     trace = trace_row(
         defs, sqlite_instance, "review_insights", review["review_id"], partition="2026-11-01"
     )
-    assert trace.status == "ok" and trace.task_version == INSIGHT_TASK.version
+    assert trace.status == "ok" and trace.task_version == INSIGHT_TASK.version_for("sim-small")
     assert trace.model == "sim-small"
     assert trace.paid_by_run_id == first.run_id
     assert trace.materialized_by_run_id == second.run_id

@@ -1,0 +1,177 @@
+"""What an ``llm_asset`` step reports to Dagster: per-partition metadata, tables and checks.
+
+Dagster copies one ``MaterializeResult``'s metadata to every partition of a range, so a step
+over several partitions attaches each partition's own figures with
+``context.add_asset_metadata(..., partition_key=...)`` and judges the ``failure_rate`` check
+once per partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from llm_assets.runner import StepOutput
+from llm_assets.summary import StepSummary, run_line, summary_metadata
+
+FAILURE_RATE_CHECK = "failure_rate"
+
+Report = Callable[[pd.DataFrame], Mapping[str, Any]]
+Event = (
+    dg.MaterializeResult | dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.AssetMaterialization
+)
+
+
+def markdown_preview(df: pd.DataFrame, columns: Sequence[str], limit: int = 5) -> str:
+    """A small Markdown table of the first rows, for the UI.
+
+    Examples:
+        >>> print(markdown_preview(pd.DataFrame({"a": [1]}), ["a"]))
+        | a |
+        | --- |
+        | 1 |
+    """
+    shown = [c for c in columns if c in df.columns]
+    lines = ["| " + " | ".join(shown) + " |", "| " + " | ".join("---" for _ in shown) + " |"]
+    for _, row in df.head(limit).iterrows():
+        cells = [str(row[c]).replace("|", "\\|").replace("\n", " ")[:80] for c in shown]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class AssetNames:
+    """The keys one ``llm_asset`` reports on, and how its tables are shown."""
+
+    table: dg.AssetKey
+    quarantine: dg.AssetKey
+    preview_columns: tuple[str, ...]
+    default_model: str
+    max_failure_rate: float
+    io_manager_key: str
+
+
+def partition_metadata(
+    names: AssetNames,
+    summary: StepSummary,
+    table: pd.DataFrame,
+    task_version: str,
+    report: Report | None,
+) -> dict[str, Any]:
+    """The metadata of one partition of the output table."""
+    metadata = summary_metadata(
+        summary, task_version=task_version, default_model=names.default_model
+    )
+    metadata["preview"] = dg.MetadataValue.md(markdown_preview(table, names.preview_columns))
+    if report is not None:
+        metadata.update(report(table))
+    return metadata
+
+
+def check_metadata(summary: StepSummary, threshold: float) -> dict[str, Any]:
+    """What the ``failure_rate`` check shows for one partition."""
+    return {
+        "failure_rate": round(summary.failure_rate, 4),
+        "threshold": threshold,
+        "failed": summary.failed,
+        "rows": summary.rows,
+        "failures_by_class": dg.MetadataValue.json(summary.error_classes),
+    }
+
+
+def step_events(
+    context: dg.AssetExecutionContext,
+    names: AssetNames,
+    output: StepOutput,
+    report: Report | None,
+) -> Iterator[Event]:
+    """Yields the step's results: tables, quarantine, per-partition metadata and checks."""
+    keys = list(output.tables)
+    partitioned = keys != [None]
+    context.log.info(run_line(names.table.to_user_string(), output.summaries))
+    table_meta = {
+        key: partition_metadata(
+            names, output.summaries[key], output.tables[key], output.task_version, report
+        )
+        for key in keys
+    }
+    quarantine_meta = {
+        key: {
+            "dagster/row_count": output.summaries[key].failed,
+            "rows": output.summaries[key].failed,
+        }
+        for key in keys
+    }
+    selected = context.selected_asset_keys
+    if names.table in selected:
+        if len(keys) > 1:
+            for key in keys:
+                context.add_asset_metadata(
+                    table_meta[key], asset_key=names.table, partition_key=key
+                )
+            yield dg.MaterializeResult(asset_key=names.table, value=output.tables)
+        else:
+            yield dg.MaterializeResult(
+                asset_key=names.table, value=output.tables[keys[0]], metadata=table_meta[keys[0]]
+            )
+    if names.quarantine in selected:
+        if len(keys) > 1:
+            for key in keys:
+                context.add_asset_metadata(
+                    quarantine_meta[key], asset_key=names.quarantine, partition_key=key
+                )
+            yield dg.MaterializeResult(asset_key=names.quarantine, value=output.quarantine)
+        else:
+            yield dg.MaterializeResult(
+                asset_key=names.quarantine,
+                value=output.quarantine[keys[0]],
+                metadata=quarantine_meta[keys[0]],
+            )
+    elif names.table in selected:
+        # Failed rows always reach the dead-letter table, even when only the table was selected.
+        yield from _store_quarantine(context, names, output, quarantine_meta)
+    check_key = dg.AssetCheckKey(names.table, FAILURE_RATE_CHECK)
+    if check_key not in context.selected_asset_check_keys:
+        return
+    for key in keys:
+        summary = output.summaries[key]
+        passed = summary.failure_rate <= names.max_failure_rate
+        metadata = check_metadata(summary, names.max_failure_rate)
+        if partitioned:
+            yield dg.AssetCheckEvaluation(
+                asset_key=names.table,
+                check_name=FAILURE_RATE_CHECK,
+                passed=passed,
+                metadata=metadata,
+                partition=key,
+            )
+        else:
+            yield dg.AssetCheckResult(
+                asset_key=names.table,
+                check_name=FAILURE_RATE_CHECK,
+                passed=passed,
+                metadata=metadata,
+            )
+
+
+def _store_quarantine(
+    context: dg.AssetExecutionContext,
+    names: AssetNames,
+    output: StepOutput,
+    metadata: Mapping[str | None, Mapping[str, Any]],
+) -> Iterator[dg.AssetMaterialization]:
+    io_manager = getattr(context.resources, names.io_manager_key)
+    for key, table in output.quarantine.items():
+        out_context = dg.build_output_context(
+            asset_key=names.quarantine,
+            partition_key=key,
+            resources={names.io_manager_key: io_manager},
+        )
+        io_manager.handle_output(out_context, table)
+        yield dg.AssetMaterialization(
+            asset_key=names.quarantine, partition=key, metadata=dict(metadata[key])
+        )

@@ -1,0 +1,146 @@
+"""What one step did, per partition: rows, outcome, requests, tokens, money.
+
+In a run over several partitions every partition gets its own ``StepSummary``: its rows and
+failures, and the requests, tokens and dollars of the unique requests it owns (a request shared
+by several partitions is owned by the first one that asked it, so partition figures add up to
+the step's totals). ``StepSummary.total`` sums them for the run-level line in the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+
+@dataclass
+class StepSummary:
+    """Totals of one partition (or of a whole step), turned into materialization metadata."""
+
+    rows: int = 0
+    ok: int = 0
+    failed: int = 0
+    requests_sent: int = 0
+    cache_hits: int = 0
+    repairs: int = 0
+    duplicates_collapsed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    saved_usd: float = 0.0
+    estimated_cost_usd: float = 0.0
+    models: set[str] = field(default_factory=set)
+    error_classes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def hit_ratio(self) -> float:
+        """Share of unique requests answered by the ledger."""
+        looked_up = self.cache_hits + self.requests_sent
+        return self.cache_hits / looked_up if looked_up else 0.0
+
+    @property
+    def failure_rate(self) -> float:
+        """Failed rows over all rows (0 for an empty partition)."""
+        return self.failed / self.rows if self.rows else 0.0
+
+    def count_failure(self, error_class: str) -> None:
+        """Counts one failed row of ``error_class``."""
+        self.failed += 1
+        self.error_classes[error_class] = self.error_classes.get(error_class, 0) + 1
+
+    @classmethod
+    def total(cls, parts: Iterable[StepSummary]) -> StepSummary:
+        """The sum of several summaries.
+
+        Examples:
+            >>> StepSummary.total([StepSummary(rows=2, ok=2), StepSummary(rows=1, ok=1)]).rows
+            3
+        """
+        out = cls()
+        for part in parts:
+            for name in _ADDED:
+                setattr(out, name, getattr(out, name) + getattr(part, name))
+            out.models |= part.models
+            for name, count in part.error_classes.items():
+                out.error_classes[name] = out.error_classes.get(name, 0) + count
+        return out
+
+
+_ADDED = (
+    "rows",
+    "ok",
+    "failed",
+    "requests_sent",
+    "cache_hits",
+    "repairs",
+    "duplicates_collapsed",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "saved_usd",
+    "estimated_cost_usd",
+)
+
+
+def usd(value: float) -> dg.MetadataValue:
+    """Money for the UI: US dollars rounded to the cent's hundredth (``$0.0227``).
+
+    Examples:
+        >>> usd(0.0226651).value
+        0.0227
+    """
+    return dg.MetadataValue.float(round(value, 4))
+
+
+def summary_metadata(
+    summary: StepSummary, *, task_version: str, default_model: str
+) -> dict[str, Any]:
+    """Materialization metadata of one partition: rows, outcome, spend, what the ledger saved.
+
+    Examples:
+        >>> md = summary_metadata(StepSummary(rows=3, ok=3), task_version="v", default_model="m")
+        >>> md["rows"], md["failed"], md["model"]
+        (3, 0, 'm')
+    """
+    return {
+        "dagster/row_count": summary.rows,
+        "rows": summary.rows,
+        "ok": summary.ok,
+        "failed": summary.failed,
+        "failure_rate": round(summary.failure_rate, 4),
+        "requests_sent": summary.requests_sent,
+        "cache_hits": summary.cache_hits,
+        "hit_ratio": round(summary.hit_ratio, 4),
+        "duplicates_collapsed": summary.duplicates_collapsed,
+        "repairs": summary.repairs,
+        "input_tokens": summary.input_tokens,
+        "output_tokens": summary.output_tokens,
+        "tokens": summary.input_tokens + summary.output_tokens,
+        "cost_usd": usd(summary.cost_usd),
+        "saved_usd": usd(summary.saved_usd),
+        "estimated_cost_usd": usd(summary.estimated_cost_usd),
+        "task_version": task_version,
+        "model": ", ".join(sorted(summary.models)) or default_model,
+        "failures_by_class": dg.MetadataValue.json(summary.error_classes),
+    }
+
+
+def run_line(asset: str, parts: Mapping[str | None, StepSummary]) -> str:
+    """One log line with the step's totals over all its partitions.
+
+    Examples:
+        >>> parts = {"p1": StepSummary(rows=2, ok=2), "p2": StepSummary(rows=1, failed=1)}
+        >>> run_line("a", parts)  # doctest: +ELLIPSIS
+        'a: 2 partitions, 3 rows (ok 2, failed 1), 0 requests sent, ...'
+    """
+    total = StepSummary.total(parts.values())
+    count = len(parts)
+    return (
+        f"{asset}: {count} partition{'s' if count != 1 else ''}, {total.rows} rows "
+        f"(ok {total.ok}, failed {total.failed}), {total.requests_sent} requests sent, "
+        f"{total.cache_hits} answered by the ledger, "
+        f"{total.input_tokens + total.output_tokens} tokens, ${total.cost_usd:.4f} new spend, "
+        f"${total.saved_usd:.4f} saved"
+    )
