@@ -1,10 +1,19 @@
-"""llm-assets: LLM batch work as partitioned, traceable Dagster assets."""
+"""llm-assets: LLM batch work as partitioned, traceable Dagster assets.
+
+The public API in one place::
+
+    from llm_assets import LLMTask, llm_asset, LLMResource, ResponseLedger, ParquetIOManager
+
+``llm_assets.resources`` (endpoint, rate limits, ledger, storage) and ``llm_assets.sensors``
+hold the rest, each family with its own face.
+"""
 
 from llm_assets.factory import LLMAssetConfig, llm_asset
 from llm_assets.provenance import PROVENANCE_COLUMNS
 from llm_assets.resources.errors import (
     AuthenticationFailed,
     BudgetExceededError,
+    EndpointUnreachable,
     LLMAssetsError,
     MissingColumnsError,
     ModelNotFound,
@@ -12,6 +21,9 @@ from llm_assets.resources.errors import (
     QuotaExhausted,
     UserError,
 )
+from llm_assets.resources.ledger import ResponseLedger
+from llm_assets.resources.llm import LLMResource
+from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.task import LLMTask
 from llm_assets.trace import RowTrace, format_trace, trace_row
 from llm_assets.versions import resolve_model_versions
@@ -19,14 +31,18 @@ from llm_assets.versions import resolve_model_versions
 __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/test_public_api.py
     "AuthenticationFailed",
     "BudgetExceededError",
+    "EndpointUnreachable",
     "LLMAssetConfig",
     "LLMAssetsError",
+    "LLMResource",
     "LLMTask",
     "MissingColumnsError",
     "ModelNotFound",
     "PROVENANCE_COLUMNS",
+    "ParquetIOManager",
     "ProviderError",
     "QuotaExhausted",
+    "ResponseLedger",
     "RowTrace",
     "UserError",
     "format_trace",

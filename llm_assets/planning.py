@@ -51,9 +51,39 @@ def over_window(est: int, max_output: int, window: int, model: str) -> tuple[str
     )
 
 
-def _text(value: Any) -> Any:
+class BadTextError(ValueError):
+    """A cell that cannot be sent as text; ``message`` names the column and the fix."""
+
+
+def _text(value: Any, column: str) -> Any:
+    """The value a template receives for one cell: text is checked, bytes decoded as UTF-8.
+
+    Examples:
+        >>> _text("caf\u00e9".encode(), "body")
+        'café'
+        >>> _text(float("nan"), "body")
+        ''
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
+    if isinstance(value, bytes | bytearray | memoryview):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadTextError(
+                f"column '{column}' holds bytes that are not UTF-8 ({exc.reason} at byte "
+                f"{exc.start}); decode it upstream with its real encoding, e.g. "
+                f"df['{column}'].str.decode('latin-1'), or read the file with that encoding"
+            ) from None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise BadTextError(
+                f"column '{column}' holds text that is not valid Unicode ({exc.reason} at "
+                f"character {exc.start}, often a file read with errors='surrogateescape'); "
+                "read the source with its real encoding or clean the column upstream"
+            ) from None
     return value
 
 
@@ -79,7 +109,15 @@ def plan_rows(
         extra_columns = [df[c].tolist() for c in passthrough]
         for i, row_id in enumerate(ids):
             extra = {c: col[i] for c, col in zip(passthrough, extra_columns, strict=True)}
-            values = {v: _text(col[i]) for v, col in zip(variables, value_columns, strict=True)}
+            try:
+                values = {
+                    v: _text(col[i], source)
+                    for v, source, col in zip(variables, sources, value_columns, strict=True)
+                }
+            except BadTextError as exc:
+                error = ("bad_text", f"row {row_id!r}: {exc}")
+                rows.append(PlannedRow(partition, row_id, extra, pre_error=error))
+                continue
             messages = task.render_messages(values)
             est = task.estimate_prompt_tokens(messages)
             body = task.request_body(messages, model)

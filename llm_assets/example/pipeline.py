@@ -79,9 +79,13 @@ DIGEST_TASK = LLMTask(
 def raw_reviews(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """Customer reviews posted on the partition's day (a deterministic sample)."""
     frames = {key: generate_reviews(key) for key in context.partition_keys}
-    value: Any = frames if len(frames) > 1 else next(iter(frames.values()))
-    rows = sum(len(df) for df in frames.values())
-    return dg.MaterializeResult(value=value, metadata={"dagster/row_count": rows})
+    if len(frames) == 1:
+        (table,) = frames.values()
+        return dg.MaterializeResult(value=table, metadata={"dagster/row_count": len(table)})
+    # A range run: each partition gets its own row count, not the range's.
+    for key, table in frames.items():
+        context.add_asset_metadata({"dagster/row_count": len(table)}, partition_key=key)
+    return dg.MaterializeResult(value=frames)
 
 
 def gather_day(insights: pd.DataFrame, partition_key: str | None) -> pd.DataFrame:
