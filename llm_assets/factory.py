@@ -80,6 +80,7 @@ def llm_asset(
     tags: Mapping[str, str] | None = None,
     max_failure_rate: float = 0.05,
     block_downstream_on_failures: bool = False,
+    automation_condition: dg.AutomationCondition | None = None,
 ) -> dg.AssetsDefinition:
     """Builds the assets that answer ``task`` for every row of ``upstream``'s partition.
 
@@ -112,6 +113,9 @@ def llm_asset(
             rows.
         block_downstream_on_failures: Make that check blocking, so downstream assets do not
             run on a partition that failed it.
+        automation_condition: When the automation daemon materializes the asset, e.g.
+            ``llm_assets.rematerialize_on_new_version()`` to redo recent partitions after a
+            prompt, schema or model change.
 
     Returns:
         The asset definition.
@@ -120,8 +124,7 @@ def llm_asset(
         .. code-block:: python
 
             import dagster as dg
-            from llm_assets import LLMTask, llm_asset
-            from llm_assets.resources import LLMResource, ParquetIOManager, ResponseLedger
+            from llm_assets import LLMResource, LLMTask, ParquetIOManager, ResponseLedger, llm_asset
 
             insights = llm_asset(task, upstream=raw_reviews)
             defs = dg.Definitions(
@@ -164,6 +167,7 @@ def llm_asset(
     outs = {
         asset_name: dg.AssetOut(
             metadata=definition_metadata,
+            automation_condition=automation_condition,
             description=description or f"LLM task '{task.name}': {task.user_prompt[:200]}",
             kinds={"openai", "pandas"},
             **common,

@@ -9,6 +9,7 @@ that changing the model marks the asset stale in the UI like a prompt change doe
 from __future__ import annotations
 
 import warnings
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -71,3 +72,38 @@ def resolve_model_versions(defs: dg.Definitions) -> dg.Definitions:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # map_asset_specs is marked beta in Dagster 1.13
         return defs.map_asset_specs(func=with_model)
+
+
+def rematerialize_on_new_version(
+    lookback: timedelta = timedelta(days=7),
+) -> dg.AutomationCondition:
+    """Re-materializes the recent partitions that were built by an older task version.
+
+    Editing a prompt, the schema or the model gives the asset a new code version; Dagster then
+    shows its materialized partitions as stale ("code version changed"), one by one, and
+    downstream assets only notice once the asset is re-materialized. With this condition the
+    automation daemon requests, once, every partition inside ``lookback`` that exists and was
+    built before the change; the asset's ``max_cost_usd`` still bounds each run's spend, and
+    the ledger answers every request that did not change. Give downstream assets
+    ``dg.AutomationCondition.eager()`` so they follow.
+
+    Args:
+        lookback: How far back time partitions are redone (all partitions when the asset is
+            not time-partitioned).
+
+    Returns:
+        The condition, for ``llm_asset(..., automation_condition=...)``.
+
+    Examples:
+        >>> condition = rematerialize_on_new_version(timedelta(days=3))
+        >>> condition.get_label()
+        're-materialize partitions of the last 3 days built by an older version'
+    """
+    whole_days = lookback.seconds == 0 and lookback.microseconds == 0
+    window = f"{lookback.days} days" if whole_days else str(lookback)
+    return (
+        dg.AutomationCondition.in_latest_time_window(lookback)
+        & ~dg.AutomationCondition.missing()
+        & dg.AutomationCondition.code_version_changed().since_last_handled()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"re-materialize partitions of the last {window} built by an older version")

@@ -86,9 +86,8 @@ def test_missing_key_for_a_remote_endpoint_says_what_to_set(
 ) -> None:
     monkeypatch.delenv("LLM_ASSETS_OFFLINE", raising=False)  # nothing is sent: setup fails
     llm = LLMResource()  # no pydantic error: the key is checked when the client opens
-    with pytest.raises(dg.DagsterResourceFunctionError) as raised:
-        with dg.build_resources({"llm": llm}):
-            pass
+    with pytest.raises(dg.DagsterResourceFunctionError) as raised, dg.build_resources({"llm": llm}):
+        pass
     cause = raised.value.__cause__
     assert isinstance(cause, UserError)
     assert "api_key=dg.EnvVar('OPENAI_API_KEY')" in str(cause)

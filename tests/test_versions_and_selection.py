@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
 
-from llm_assets import llm_asset, resolve_model_versions
+from llm_assets import llm_asset, rematerialize_on_new_version, resolve_model_versions
 from llm_assets.simulator import SimulatorServer
 from tests.conftest import REPO_ROOT, make_resources
 from tests.test_llm_asset import ROWS, make_task, source_asset
@@ -133,3 +134,49 @@ def test_cli_select_only_the_table_materializes_the_quarantine(
     assert instance.get_materialized_partitions(dg.AssetKey("review_insights_quarantine")) == {
         "2026-11-02"
     }
+
+
+def test_a_new_version_rematerializes_recent_partitions_once(
+    sqlite_instance: dg.DagsterInstance, resources: dict[str, Any]
+) -> None:
+    days = dg.DailyPartitionsDefinition(start_date="2026-11-01")
+
+    @dg.asset(name="texts", partitions_def=days)
+    def source() -> pd.DataFrame:
+        return pd.DataFrame(ROWS)
+
+    def build(task_prompt: str) -> list[dg.AssetsDefinition]:
+        asset = llm_asset(
+            make_task(user_prompt=task_prompt),
+            upstream=source,
+            automation_condition=rematerialize_on_new_version(dt.timedelta(days=7)),
+        )
+        return [source, asset]
+
+    for day in ("2026-11-02", "2026-11-20", "2026-11-23"):
+        result = dg.materialize(
+            build("Text: {text}"), partition_key=day, resources=resources,
+            instance=sqlite_instance,
+        )  # fmt: skip
+        assert result.success
+    now = dt.datetime(2026, 11, 25, 3, tzinfo=dt.UTC)
+
+    def requested(assets: list[dg.AssetsDefinition], cursor: Any) -> tuple[set[str], Any]:
+        evaluation = dg.evaluate_automation_conditions(
+            defs=dg.Definitions(assets=assets, resources=resources),
+            instance=sqlite_instance,
+            cursor=cursor,
+            evaluation_time=now,
+        )
+        keys: set[str] = set()
+        for result in evaluation.results:
+            if result.key == dg.AssetKey("label"):
+                keys |= set(result.true_subset.expensively_compute_partition_keys())
+        return keys, evaluation.cursor
+
+    same, cursor = requested(build("Text: {text}"), None)
+    assert same == set()
+    changed, cursor = requested(build("Classify: {text}"), cursor)
+    assert changed == {"2026-11-20", "2026-11-23"}  # inside the week, and materialized
+    again, _ = requested(build("Classify: {text}"), cursor)
+    assert again == set()
