@@ -45,11 +45,13 @@ Examples:
 From a shell: ``python -m llm_assets.simulator --port 8765 --rpm 600 --window-s 6``.
 """
 
+from llm_assets.simulator.binding import PortInUseError
 from llm_assets.simulator.config import SimulatorConfig
 from llm_assets.simulator.server import SimulatorProcess, SimulatorServer
 from llm_assets.simulator.tokens import estimate_prompt_tokens, estimate_tokens
 
 __all__ = [
+    "PortInUseError",
     "SimulatorConfig",
     "SimulatorProcess",
     "SimulatorServer",

@@ -3,6 +3,9 @@
 Every ``SimulatorConfig`` knob has a flag (``latency_ms`` -> ``--latency-ms``); ``--api-key``
 may repeat, ``--model-context-window MODEL=TOKENS`` may repeat, and ``--config-json`` takes a
 whole config as JSON (``-`` reads it from stdin; explicit flags still win).
+
+If it cannot listen (the port is taken, the host is unknown) it prints one sentence to stderr
+and exits with status 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from llm_assets.simulator.app import SimulatorApp
+from llm_assets.simulator.binding import CLI_LISTEN_FAILED_STATUS, PortInUseError, bind_socket
 from llm_assets.simulator.config import SimulatorConfig
-from llm_assets.simulator.server import bind_socket, build_uvicorn_server, url_for
+from llm_assets.simulator.server import build_uvicorn_server, url_for
 
 _SPECIAL_FLAGS = {"api_keys", "context_windows"}
 
@@ -90,12 +94,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     Args:
         argv: Arguments without the program name; defaults to ``sys.argv[1:]``.
 
+    Raises:
+        SystemExit: With status 2 and one sentence on stderr if it cannot listen.
+
     Examples:
         ``python -m llm_assets.simulator --port 8765 --rpm 600 --window-s 6 --fault-503 0.02``
     """
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
-    sock = bind_socket(args.host, args.port)
+    try:
+        sock = bind_socket(args.host, args.port)
+    except PortInUseError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        _fail(f"cannot listen on {args.host} port {args.port} ({reason}): check --host and --port")
     url = url_for(sock)
     print(
         f"llm-assets-simulator (offline simulator, placeholder outputs, not a model) "
@@ -103,6 +116,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         flush=True,
     )
     build_uvicorn_server(SimulatorApp(config)).run(sockets=[sock])
+
+
+def _fail(sentence: str) -> NoReturn:
+    print(f"llm-assets-simulator: {sentence}", file=sys.stderr, flush=True)
+    raise SystemExit(CLI_LISTEN_FAILED_STATUS)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,15 @@
 Both runners expose the same small API (``url``, ``base_url``, ``stats()``, ``configure()``,
 ``reset()``, context-manager use), implemented over HTTP so that it behaves identically
 whichever side of a process boundary the server lives on.
+
+A port another process already listens on raises ``PortInUseError`` (an ``OSError``) from
+``start()`` of either runner, with a sentence that names the port and the fix.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import queue
@@ -28,6 +33,12 @@ from typing import IO, Any, Self
 import uvicorn
 
 from llm_assets.simulator.app import SimulatorApp
+from llm_assets.simulator.binding import (
+    CLI_LISTEN_FAILED_STATUS,
+    PortInUseError,
+    bind_socket,
+    port_in_use_message,
+)
 from llm_assets.simulator.config import SimulatorConfig
 
 _START_TIMEOUT_S = 15.0
@@ -35,24 +46,7 @@ _STOP_TIMEOUT_S = 5.0
 _BANNER_URL = re.compile(r"listening on (http://\S+?)(?=[\s,;]|$)")
 # Loopback control calls must never be routed through an HTTP proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind a listening TCP socket; ``port=0`` picks a free port.
-
-    Args:
-        host: Interface to bind, e.g. ``127.0.0.1``.
-        port: Port number, or 0 for any free port.
-
-    Returns:
-        The bound, listening socket, ready to hand to uvicorn.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
+_PYTHON_PORT_FIX = "stop it or pass another port (port=0 picks a free one)"
 
 
 def build_uvicorn_server(app: SimulatorApp) -> uvicorn.Server:
@@ -177,11 +171,16 @@ class SimulatorServer(_HttpControl):
             This server, so ``with SimulatorServer().start() as sim`` also reads well.
 
         Raises:
+            PortInUseError: If another process already listens on the port.
             RuntimeError: If uvicorn does not come up within 15 seconds.
         """
         if self._thread is not None:
             return self
-        sock = bind_socket(self.host, self.port)
+        try:
+            sock = bind_socket(self.host, self.port)
+        except PortInUseError as exc:
+            message = port_in_use_message(self.host, self.port, _PYTHON_PORT_FIX)
+            raise PortInUseError(errno.EADDRINUSE, message) from exc
         self._server = build_uvicorn_server(SimulatorApp(self.config.model_copy(deep=True)))
         self._thread = threading.Thread(
             target=self._server.run,
@@ -248,6 +247,7 @@ class SimulatorProcess(_HttpControl):
             This runner.
 
         Raises:
+            PortInUseError: If another process already listens on the port.
             RuntimeError: If the child exits or stays silent for 15 seconds; the message
                 includes its stderr.
         """
@@ -274,8 +274,17 @@ class SimulatorProcess(_HttpControl):
         banner = _read_line(self._process.stdout, _START_TIMEOUT_S)
         match = _BANNER_URL.search(banner or "")
         if match is None:
+            if banner == "":  # stdout closed: the child is exiting, let it finish its stderr
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(_STOP_TIMEOUT_S)
+            status = self._process.poll()
             detail = self._child_stderr()
             self.stop()
+            if status == CLI_LISTEN_FAILED_STATUS and (
+                port_in_use_message(self.host, self.port) in detail
+            ):
+                message = port_in_use_message(self.host, self.port, _PYTHON_PORT_FIX)
+                raise PortInUseError(errno.EADDRINUSE, message)
             raise RuntimeError(f"the simulator process did not start: {banner!r} {detail}")
         self.url = match.group(1)
         self.port = int(self.url.rsplit(":", 1)[1])

@@ -6,6 +6,12 @@ Layout under ``base_dir``::
     <base_dir>/<asset/key/path>/<partition>.parquet          single-dimension partitions
     <base_dir>/<asset/key/path>/<dim>=<key>/.../data.parquet multi-dimension partitions
 
+Every name in a path (asset key part, partition key, dimension name and key) goes through
+``escape_path_component``: bytes outside ``[A-Za-z0-9._-]`` and a leading ``.`` are
+percent-encoded, so two keys never share a file (``us/east`` is ``us%2Feast``, ``us_east``
+stays ``us_east``), no key can climb out of ``base_dir`` (``..`` is ``%2E.``) and safe keys
+such as ``2026-11-02`` keep their plain names.
+
 A step that covers several partitions (a single-run backfill, ``BackfillPolicy.single_run()``)
 hands over a ``dict`` of partition key to DataFrame and gets one back when it loads several
 upstream partitions. Dagster's ``UPathIOManager`` refuses that case; this one writes one file
@@ -15,8 +21,8 @@ a file and a crash never leaves one behind under the final name.
 
 from __future__ import annotations
 
+import hashlib
 import os
-import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,11 +36,63 @@ from pydantic import Field
 
 from llm_assets.resources.errors import UserError
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+# 200 bytes leaves room under the usual 255-byte NAME_MAX for ".parquet" and for the
+# temporary ".<name>.<32 hex>.tmp" that write_parquet_atomic renames into place.
+_MAX_NAME_BYTES = 200
+# Neither marker can come out of plain escaping: it only ever writes "%" before two hex digits
+# and never writes "~", so empty and hashed names cannot collide with any escaped name.
+_EMPTY_NAME = "%empty"
+_HASH_SEPARATOR = "~"
+_SHA256_HEX_CHARS = 64
+_MIN_NAME_BYTES = 80
 
 
-def _safe(part: str) -> str:
-    return _UNSAFE.sub("_", part) or "_"
+def escape_path_component(text: str, max_bytes: int = _MAX_NAME_BYTES) -> str:
+    """Maps any string to a distinct name that is safe as one path component.
+
+    Each UTF-8 byte outside ``[A-Za-z0-9._-]`` becomes ``%XX`` (upper-case hex), and so does a
+    leading ``.``, so the result never contains ``/``, is never ``.`` or ``..``, and never
+    looks like a hidden or temporary file. Strings that are already safe keep their name. The
+    mapping is injective and ``urllib.parse.unquote`` reverses it, with two exceptions that
+    stay injective: the empty string is ``%empty``, and a name that would exceed
+    ``max_bytes`` becomes a readable prefix, ``~`` and the SHA-256 of the string.
+
+    Args:
+        text: A partition key, dimension name or asset key part.
+        max_bytes: Longest name to produce (at least 80).
+
+    Returns:
+        An ASCII name of at most ``max_bytes`` bytes.
+
+    Raises:
+        ValueError: If ``max_bytes`` is below 80 (no room for the hash).
+
+    Examples:
+        >>> [escape_path_component(k) for k in ["2026-11-02", "us/east", "us_east", ".."]]
+        ['2026-11-02', 'us%2Feast', 'us_east', '%2E.']
+        >>> escape_path_component("café")
+        'caf%C3%A9'
+    """
+    if max_bytes < _MIN_NAME_BYTES:
+        raise ValueError(f"max_bytes must be at least {_MIN_NAME_BYTES}, got {max_bytes}")
+    if not text:
+        return _EMPTY_NAME
+    escaped = "".join(
+        chr(byte) if byte in _SAFE_BYTES else f"%{byte:02X}"
+        for byte in text.encode("utf-8", "surrogatepass")
+    )
+    if escaped.startswith("."):
+        escaped = "%2E" + escaped[1:]
+    if len(escaped) <= max_bytes:
+        return escaped
+    keep = max(0, max_bytes - len(_HASH_SEPARATOR) - _SHA256_HEX_CHARS)
+    prefix = escaped[:keep]
+    cut = prefix.rfind("%", max(0, keep - 2))
+    if cut != -1:  # do not split a %XX escape
+        prefix = prefix[:cut]
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{prefix}{_HASH_SEPARATOR}{digest}"
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
@@ -79,23 +137,29 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     def asset_dir(self, asset_key: dg.AssetKey) -> Path:
         """The folder holding an asset's partition files."""
-        return Path(self.base_dir).joinpath(*[_safe(p) for p in asset_key.path])
+        return Path(self.base_dir).joinpath(*[escape_path_component(p) for p in asset_key.path])
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
         """The file of one partition (``None`` for an unpartitioned asset).
 
+        Distinct partition keys always get distinct files inside ``asset_dir(asset_key)``;
+        see ``escape_path_component``.
+
         Examples:
             >>> ParquetIOManager(base_dir="d").path_for(dg.AssetKey("a"), "2026-11-01").as_posix()
             'd/a/2026-11-01.parquet'
+            >>> ParquetIOManager(base_dir="d").path_for(dg.AssetKey("a"), "us/east").as_posix()
+            'd/a/us%2Feast.parquet'
         """
         if partition_key is None:
             folder = self.asset_dir(asset_key)
             return folder.with_name(folder.name + ".parquet")
         if isinstance(partition_key, dg.MultiPartitionKey):
             dims = sorted(partition_key.keys_by_dimension.items())
-            parts = [f"{_safe(name)}={_safe(value)}" for name, value in dims]
-            return self.asset_dir(asset_key).joinpath(*parts, "data.parquet")
-        return self.asset_dir(asset_key) / f"{_safe(str(partition_key))}.parquet"
+            return self.asset_dir(asset_key).joinpath(
+                *[_dimension_component(name, value) for name, value in dims], "data.parquet"
+            )
+        return self.asset_dir(asset_key) / f"{escape_path_component(str(partition_key))}.parquet"
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         """Writes one file per partition the step materialized."""
@@ -152,3 +216,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 "materialize it first (or check ParquetIOManager.base_dir)"
             )
         return pd.read_parquet(path)
+
+
+def _dimension_component(dimension: str, key: str) -> str:
+    """``<dim>=<key>``, both escaped; ``=`` is always escaped inside either, so it splits."""
+    name = escape_path_component(dimension, _MAX_NAME_BYTES // 2)
+    budget = _MAX_NAME_BYTES - len(name) - 1
+    return f"{name}={escape_path_component(key, budget)}"
