@@ -1,15 +1,15 @@
-"""``python -m llm_assets demo`` and ``ui``: the example pipeline against the simulator.
+"""``python -m llm_assets demo``: the example pipeline against the simulator.
 
 ``demo`` materializes one partition of the whole example pipeline on the embedded SQLite
-instance in ``$DAGSTER_HOME`` and prints what it produced. ``ui`` starts ``dagster dev`` on
-127.0.0.1 with the simulator running beside it.
+instance in ``$DAGSTER_HOME`` (default ``./.dagster_home``) and prints what it produced and
+the command that traces one of its rows. ``ui`` lives in ``llm_assets.ui``.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,46 @@ def start_simulator(latency_ms: float = 20.0) -> SimulatorProcess:
     simulator.start()
     os.environ["LLM_ASSETS_BASE_URL"] = simulator.base_url
     return simulator
+
+
+def trace_command(partition: str, row_id: str) -> str:
+    """The ``trace`` command for a row the demo wrote, runnable as is in a fresh shell here.
+
+    It names the code location and repeats the settings a fresh shell would lack: a
+    ``DAGSTER_HOME`` other than ``./.dagster_home`` and any data or ledger location.
+
+    Args:
+        partition: The partition the demo materialized.
+        row_id: A ``review_id`` of that partition.
+
+    Returns:
+        One shell command line.
+
+    Examples:
+        From the repository root after ``make demo``::
+
+            >>> print(trace_command("2026-11-01", "2026-11-01-0000"))  # doctest: +SKIP
+            .venv/bin/python -m llm_assets trace review_insights --module-name \
+llm_assets.definitions --partition 2026-11-01 --row 2026-11-01-0000
+    """
+    cwd = Path.cwd()
+    settings = []
+    home = os.environ.get("DAGSTER_HOME")
+    if home and Path(home).resolve() != (cwd / ".dagster_home").resolve():
+        settings.append(f"DAGSTER_HOME={shlex.quote(str(Path(home).resolve()))}")
+    for name in ("LLM_ASSETS_DATA_DIR", "LLM_ASSETS_LEDGER_PATH"):
+        if os.environ.get(name):
+            settings.append(f"{name}={shlex.quote(str(Path(os.environ[name]).resolve()))}")
+    python = Path(sys.executable)
+    if python.is_relative_to(cwd):
+        python = python.relative_to(cwd)
+    command = [
+        *settings,
+        shlex.quote(str(python)),
+        "-m llm_assets trace review_insights --module-name llm_assets.definitions",
+        f"--partition {shlex.quote(partition)} --row {shlex.quote(row_id)}",
+    ]
+    return " ".join(command)
 
 
 def _metadata(instance: dg.DagsterInstance, key: str) -> dict[str, Any]:
@@ -101,36 +141,7 @@ def run_demo(partition: str) -> int:
         print(f"\nParquet files: {data_dir}/<asset>/{partition}.parquet")
         print(f"Dagster instance (SQLite): {home}")
         print("Open the UI: make ui  ->  http://127.0.0.1:3000")
-        print(
-            f"Trace a row: .venv/bin/python -m llm_assets trace review_insights "
-            f"--partition {partition} --row {partition}-0000"
-        )
+        print(f"Trace a row: {trace_command(partition, f'{partition}-0000')}")
         return 0 if result.success else 1
-    finally:
-        simulator.stop()
-
-
-def run_ui(port: int = 3000) -> int:
-    """Runs ``dagster dev`` on 127.0.0.1 with the simulator; stops both on Ctrl-C."""
-    prepare_local_home()
-    simulator = start_simulator()
-    print(f"simulator at {simulator.base_url}; Dagster UI at http://127.0.0.1:{port}")
-    try:
-        return subprocess.call(
-            [
-                sys.executable,
-                "-m",
-                "dagster",
-                "dev",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-w",
-                "workspace.yaml",
-            ],
-        )
-    except KeyboardInterrupt:
-        return 0
     finally:
         simulator.stop()

@@ -87,6 +87,75 @@ def _id_column(df: pd.DataFrame, asset: dg.AssetsDefinition, key: dg.AssetKey) -
     return ROW_INDEX_COLUMN if ROW_INDEX_COLUMN in df.columns else str(df.columns[0])
 
 
+def _listing(values: list[str], limit: int = 8) -> str:
+    if not values:
+        return "none"
+    shown = ", ".join(values[:limit])
+    return shown if len(values) <= limit else f"{shown}, ... ({len(values)} in all)"
+
+
+def _llm_asset(defs: dg.Definitions, asset: str) -> tuple[dg.AssetKey, dg.AssetsDefinition]:
+    """The key and definition of ``asset``, which must be an ``llm_asset`` of ``defs``."""
+    key = dg.AssetKey.from_user_string(asset)
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    # llm_asset marks its table with the task version; quarantine and plain assets lack it.
+    llm_assets = sorted(
+        k.to_user_string() for k, s in specs.items() if "task_version" in s.metadata
+    )
+    if key not in specs:
+        raise KeyError(
+            f"no asset '{asset}' in this code location; its LLM assets: {_listing(llm_assets)}"
+        )
+    if "task_version" not in specs[key].metadata:
+        raise KeyError(
+            f"asset '{asset}' is not an llm_asset, so its rows carry no provenance; "
+            f"LLM assets here: {_listing(llm_assets)}"
+        )
+    return key, defs.resolve_assets_def(key)
+
+
+def _materialized(instance: dg.DagsterInstance, key: dg.AssetKey) -> str:
+    partitions = sorted(instance.get_materialized_partitions(key), reverse=True)
+    return f"partitions materialized in this instance (newest first): {_listing(partitions)}"
+
+
+def _partition_key(
+    instance: dg.DagsterInstance,
+    assets_def: dg.AssetsDefinition,
+    key: dg.AssetKey,
+    partition: str | None,
+) -> str | dg.MultiPartitionKey | None:
+    """Checks ``partition`` against the asset's partitioning and parses multi-partition keys."""
+    partitions_def = assets_def.partitions_def
+    asset = key.to_user_string()
+    if partitions_def is None:
+        if partition is not None:
+            raise KeyError(f"asset '{asset}' is not partitioned; leave out the partition")
+        return None
+    if partition is None:
+        raise KeyError(
+            f"asset '{asset}' is partitioned: give a partition; {_materialized(instance, key)}"
+        )
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        try:
+            return partitions_def.get_partition_key_from_str(partition)
+        except Exception as exc:
+            raise KeyError(
+                f"'{partition}' is not a key of asset '{asset}' "
+                f"(dimensions {'|'.join(partitions_def.partition_dimension_names)}): {exc}"
+            ) from None
+    return partition
+
+
+def _ledger(defs: dg.Definitions, assets_def: dg.AssetsDefinition) -> ResponseLedger | None:
+    """The ``ResponseLedger`` among the asset's resources, whatever its resource key."""
+    bound = defs.resources or {}
+    for name in sorted(assets_def.required_resource_keys):
+        if isinstance(bound.get(name), ResponseLedger):
+            return bound[name]
+    return None
+
+
 def trace_row(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -96,45 +165,64 @@ def trace_row(
 ) -> RowTrace:
     """Traces one row of an ``llm_asset`` back to its input, prompt, model and runs.
 
+    The output table is read through the asset's ``ParquetIOManager`` (whatever its resource
+    key) and the prompt and raw response come from the ``ResponseLedger`` among the asset's
+    resources, so any code location built with ``llm_asset`` can be traced.
+
     Args:
         defs: The code location's definitions (resources say where data and ledger live).
         instance: The Dagster instance (SQLite or Postgres) holding the event log.
-        asset: The asset key, e.g. ``review_insights``.
+        asset: The asset key, e.g. ``review_insights`` (``a/b`` for a key with a prefix).
         row_id: The row's id (value of the task's ``id_column``).
-        partition: The partition key, for a partitioned asset.
+        partition: The partition key, for a partitioned asset (``a|b`` for multi-partitions).
 
     Returns:
         The row's trace.
 
     Raises:
-        KeyError: The asset, partition file or row does not exist.
+        KeyError: The asset is unknown or not an ``llm_asset``, the partition is missing or
+            was never written, or no row has that id. The message lists what does exist.
 
     Examples:
         .. code-block:: python
 
+            import dagster as dg
+            from llm_assets import format_trace, trace_row
             from llm_assets.definitions import defs
-            trace = trace_row(defs, dg.DagsterInstance.get(), "review_insights",
-                              "2026-11-01-0000", partition="2026-11-01")
-            print(trace.prompt, trace.paid_by_run_id)
+
+            with dg.DagsterInstance.get() as instance:  # the instance in $DAGSTER_HOME
+                trace = trace_row(defs, instance, "review_insights", "2026-11-01-0000",
+                                  partition="2026-11-01")
+            print(format_trace(trace))
     """
-    key = dg.AssetKey.from_user_string(asset)
-    assets_def = defs.resolve_assets_def(key)
-    bound = defs.resources or {}
-    io_manager = bound.get("io_manager")
+    key, assets_def = _llm_asset(defs, asset)
+    partition_key = _partition_key(instance, assets_def, key, partition)
+    io_manager_key = assets_def.get_io_manager_key_for_asset_key(key)
+    io_manager = (defs.resources or {}).get(io_manager_key)
     if not isinstance(io_manager, ParquetIOManager):
-        raise KeyError("trace reads the output through ParquetIOManager; none is configured")
-    path = io_manager.path_for(key, partition)
+        raise KeyError(
+            f"trace reads asset '{asset}' through a ParquetIOManager, but its IO manager "
+            f"'{io_manager_key}' is {type(io_manager).__name__}"
+        )
+    path = io_manager.path_for(key, partition_key)
     if not path.exists():
-        raise KeyError(f"no output for asset '{asset}' partition '{partition}' at {path}")
+        known = f"; {_materialized(instance, key)}" if partition is not None else ""
+        raise KeyError(
+            f"no output for asset '{asset}' partition '{partition}' at {path} (is the IO "
+            f"manager's base_dir the one the run wrote to?){known}"
+        )
     df = pd.read_parquet(path)
     id_column = _id_column(df, assets_def, key)
     row = _find_row(df, id_column, row_id)
     if row is None:
-        raise KeyError(f"no row with {id_column}={row_id!r} in {path}")
+        ids = df[id_column].astype(str).tolist() if id_column in df.columns else []
+        raise KeyError(
+            f"no row with {id_column}={row_id!r} in {path}; {id_column} values: {_listing(ids)}"
+        )
 
     entry = None
-    ledger = bound.get("ledger")
-    if isinstance(ledger, ResponseLedger) and row.get("llm_request_hash"):
+    ledger = _ledger(defs, assets_def)
+    if ledger is not None and row.get("llm_request_hash"):
         entry = ledger.get_backend().get(row["llm_request_hash"])
     run = instance.get_run_by_id(row["llm_run_id"])
     output_fields = {k: v for k, v in row.items() if not k.startswith("llm_") and k != id_column}
@@ -171,7 +259,7 @@ def trace_row(
             run_id=event.run_id if event else None,
             materialized_at=datetime.fromtimestamp(event.timestamp).isoformat() if event else None,
         )
-        parent_path = io_manager.path_for(parent, partition)
+        parent_path = io_manager.path_for(parent, partition_key)
         if parent_path.exists():
             upstream.input_row = _find_row(pd.read_parquet(parent_path), id_column, row_id)
         trace.upstream.append(upstream)

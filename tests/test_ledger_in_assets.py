@@ -423,4 +423,4 @@ def test_trace_command_line(simulator: SimulatorServer, tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert missing.returncode == 1 and "no row with review_id='nope'" in missing.stderr
+    assert missing.returncode == 2 and "no row with review_id='nope'" in missing.stderr
