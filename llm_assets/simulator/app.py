@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from llm_assets.simulator import errors, parsing, responses
+from llm_assets.simulator.batches import BatchesAPI
 from llm_assets.simulator.config import DEFAULT_MODELS, SimulatorConfig
 from llm_assets.simulator.content import ResponseFormatError, build_content, finish_answer
 from llm_assets.simulator.faults import (
@@ -58,6 +59,7 @@ class SimulatorApp:
         self.limiter = RateLimiter()
         self.models_seen: dict[str, None] = dict.fromkeys(DEFAULT_MODELS)
         self._request_ids = itertools.count(1)
+        self.batches = BatchesAPI(lambda: self.config, self._authenticate)
         not_found = {404: self._unknown_url, 405: self._unknown_url}
         self._router = Starlette(
             routes=[
@@ -69,6 +71,7 @@ class SimulatorApp:
                 Route("/_simulator/config", self.get_config, methods=["GET"]),
                 Route("/_simulator/config", self.update_config, methods=["POST"]),
                 Route("/_simulator/reset", self.reset, methods=["POST"]),
+                *self.batches.routes(),
             ],
             exception_handlers=not_found,  # type: ignore[arg-type]
         )
@@ -205,7 +208,9 @@ class SimulatorApp:
 
     async def get_stats(self, request: Request) -> Response:
         """``GET /_simulator/stats``."""
-        return json_response(self.stats.snapshot(self.config, self.limiter))
+        return json_response(
+            {**self.stats.snapshot(self.config, self.limiter), **self.batches.stats()}
+        )
 
     async def get_config(self, request: Request) -> Response:
         """``GET /_simulator/config``: the active knobs, keys masked."""
@@ -228,6 +233,7 @@ class SimulatorApp:
         """``POST /_simulator/reset``: zero counters and rate windows, keep the config."""
         self.stats.reset()
         self.limiter.reset()
+        self.batches.reset_counters()
         return json_response({"reset": True})
 
     # Helpers

@@ -96,6 +96,41 @@ class SimulatorConfig(BaseModel):
         description="Answer every request 429 insufficient_quota, like an account out of credit.",
     )
 
+    batch_auto_complete_s: float = Field(
+        default=3.0,
+        ge=0,
+        description=(
+            "Seconds a batch takes on its own from validating to its end, a third per step; "
+            "0 = batches move only on POST /_simulator/batches/advance."
+        ),
+    )
+    batch_outcome: str = Field(
+        default="completed",
+        pattern=r"^(completed|expired|failed)$",
+        description="How batches end unless metadata sim_outcome says otherwise.",
+    )
+    batch_line_error_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Fraction of a batch's lines answered 500 (metadata sim_line_error_rate).",
+    )
+    batch_partial_fraction: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description=(
+            "Fraction of lines finished when a batch expires or is cancelled "
+            "(metadata sim_partial_fraction)."
+        ),
+    )
+    batch_max_file_bytes: int = Field(
+        default=200 * 1024 * 1024, gt=0, description="Largest batch input file accepted."
+    )
+    batch_max_lines: int = Field(
+        default=50_000, gt=0, description="Most requests one batch input file may hold."
+    )
+
     def context_window_for(self, model: str) -> int:
         """Return the context window, in tokens, that applies to ``model``.
 
