@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from llm_assets.example.inbox import INBOX_ASSETS, INBOX_SENSORS
 from llm_assets.example.pipeline import (
     ASSETS,
     nightly_enrichment_job,
@@ -79,7 +80,7 @@ def build_definitions(env: str | None = None) -> dg.Definitions:
         env: ``local`` or ``prod``; defaults to ``LLM_ASSETS_ENV`` or ``local``.
 
     Returns:
-        Assets, job, schedule and resources.
+        Assets, job, schedule, sensors and resources.
 
     Examples:
         >>> defs = build_definitions("local")
@@ -91,9 +92,10 @@ def build_definitions(env: str | None = None) -> dg.Definitions:
         raise ValueError(f"LLM_ASSETS_ENV must be one of {sorted(RESOURCES_BY_ENV)}, not {env!r}")
     return resolve_model_versions(
         dg.Definitions(
-            assets=ASSETS,
+            assets=[*ASSETS, *INBOX_ASSETS],
             jobs=[nightly_enrichment_job],
             schedules=[nightly_enrichment_schedule],
+            sensors=INBOX_SENSORS,
             resources=RESOURCES_BY_ENV[env](),
         )
     )
