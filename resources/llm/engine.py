@@ -6,6 +6,13 @@ retried, how long to wait and what counts against the rate limit. Transient fail
 waiting at least what ``retry-after`` asks; permanent failures end the row (400, 422) or the
 whole step (401, 403, 404, ``insufficient_quota``) at once, so a bad key never becomes a
 retry storm.
+
+A dead or failing endpoint stops the step with one ``EndpointUnreachable`` naming the endpoint
+and the root cause, instead of failing every row after every retry. The circuit breaker
+(``breaker``, which spells out the rule) opens after ``breaker_threshold`` systemic failed
+attempts in a row (connection, DNS, TLS, timeout, 500/502/503/504) across all workers, once
+they have lasted one request's whole backoff schedule; then nothing new is sent, attempts in
+flight finish and are reported (a success is still recorded), and ``run()`` raises.
 """
 
 from __future__ import annotations
@@ -24,6 +31,13 @@ from llm_assets.resources.errors import (
     ModelNotFound,
     ProviderError,
     QuotaExhausted,
+)
+from llm_assets.resources.llm.breaker import (
+    CircuitBreaker,
+    SystemicFailure,
+    error_code,
+    error_message,
+    systemic_failure,
 )
 from llm_assets.resources.llm.pricing import ModelPrice, cost_usd
 from llm_assets.resources.llm.types import ChatRequest, ChatResult, EngineStats
@@ -54,25 +68,6 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def _error_code(exc: openai.APIStatusError) -> str | None:
-    body = exc.body
-    if isinstance(body, Mapping):
-        inner = body.get("error", body)
-        if isinstance(inner, Mapping):
-            code = inner.get("code") or inner.get("type")
-            return str(code) if code else None
-    return None
-
-
-def _error_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, Mapping):
-        inner = body.get("error", body)
-        if isinstance(inner, Mapping) and inner.get("message"):
-            return str(inner["message"])
-    return str(exc)
-
-
 class ChatEngine:
     """Sends chat requests concurrently through one AsyncOpenAI client.
 
@@ -86,6 +81,8 @@ class ChatEngine:
         prices: Price table for per-call cost.
         limiter: Rate limiter consulted before every attempt.
         seed: Seed of the jitter RNG (``None`` for system entropy).
+        breaker_threshold: Systemic failed attempts in a row that open the circuit breaker
+            (see the module docstring).
 
     Examples:
         >>> import asyncio, openai
@@ -121,6 +118,7 @@ class ChatEngine:
         self._rng = random.Random(seed)
         self.stats = EngineStats()
         self._breaker_threshold = max(1, breaker_threshold)
+        self._breaker = self._new_breaker()
 
     async def run(
         self,
@@ -147,14 +145,17 @@ class ChatEngine:
 
         Raises:
             ProviderError: A failure that no retry can fix (bad key, no quota, unknown model).
+            EndpointUnreachable: The circuit breaker opened (a ``ProviderError`` too); every
+                success before it was reported through ``on_result``.
         """
         pending = list(requests)
         self.stats = EngineStats(total=len(pending), started_at=time.monotonic())
+        self._breaker = breaker = self._new_breaker()
         queue = iter(pending)
 
         async def worker() -> None:
             for request in queue:
-                if should_stop is not None and should_stop():
+                if breaker.is_open or (should_stop is not None and should_stop()):
                     return
                 result = await self._send_with_retries(request)
                 self._account(result)
@@ -174,7 +175,16 @@ class ChatEngine:
                 reporter.cancel()
         if progress is not None:
             progress(self.stats, self._concurrency)
+        if breaker.is_open or breaker.gave_up_on_everything(self.stats.done):
+            raise breaker.error(self._base_url, paid=self.stats.ok, secret=self._client.api_key)
         return self.stats
+
+    def _new_breaker(self) -> CircuitBreaker:
+        # How long one request may keep retrying: its backoffs before jitter shortens them.
+        backoffs = (
+            min(self._backoff_max_s, self._backoff_s * 2**i) for i in range(self._max_retries)
+        )
+        return CircuitBreaker(self._breaker_threshold, min_failing_s=sum(backoffs))
 
     async def _report(self, progress: ProgressCallback, interval_s: float) -> None:
         while True:
@@ -202,8 +212,9 @@ class ChatEngine:
         rate_limited = 0
         est_tokens = request.est_prompt_tokens + request.max_output_tokens
         while True:
+            if not await self._breaker.unless_open(self._limiter.acquire(est_tokens)):
+                return self._not_retried(request, attempts)
             attempts += 1
-            await self._limiter.acquire(est_tokens)
             started = time.monotonic()
             try:
                 raw = await self._client.chat.completions.with_raw_response.create(**request.body)
@@ -219,22 +230,32 @@ class ChatEngine:
                     self.stats.rate_limited += 1
                     self._limiter.on_rate_limited(retry_after)
                     if rate_limited > self.max_rate_limit_retries:
-                        return self._exhausted(request, attempts, f"429 x{rate_limited}")
+                        return self._exhausted(request, attempts, f"429 x{rate_limited}", None)
                     await self._sleep_backoff(rate_limited, retry_after)
                     continue
                 transient_failures += 1
+                systemic = self._record(exc)
                 if transient_failures > self._max_retries:
-                    return self._exhausted(request, attempts, f"HTTP {exc.status_code}")
+                    return self._exhausted(request, attempts, f"HTTP {exc.status_code}", systemic)
                 await self._sleep_backoff(transient_failures, retry_after)
                 continue
             except (openai.APIConnectionError, openai.APIResponseValidationError) as exc:
                 transient_failures += 1
+                systemic = self._record(exc)
                 if transient_failures > self._max_retries:
-                    return self._exhausted(request, attempts, type(exc).__name__)
+                    last = str(systemic) if systemic else type(exc).__name__
+                    return self._exhausted(request, attempts, last, systemic)
                 await self._sleep_backoff(transient_failures, None)
                 continue
+            self._breaker.record_success()
             latency = time.monotonic() - started
             return self._success(request, raw.headers, raw.content, latency, attempts)
+
+    def _record(self, exc: openai.APIError) -> SystemicFailure | None:
+        failure = systemic_failure(exc)
+        if failure is not None:
+            self._breaker.record_failure(failure)
+        return failure
 
     def _success(
         self,
@@ -281,7 +302,7 @@ class ChatEngine:
     ) -> ChatResult | None:
         """Returns a row failure, raises a step failure, or returns None for a retry."""
         status = exc.status_code
-        code = _error_code(exc)
+        code = error_code(exc)
         headers = dict(exc.response.headers)
         if status in (401, 403):
             raise AuthenticationFailed(
@@ -322,10 +343,14 @@ class ChatEngine:
             ok=False,
             attempts=attempts,
             error_class=error_class,
-            error=f"HTTP {status} {code or ''}: {_error_message(exc)}".strip(),
+            error=f"HTTP {status} {code or ''}: {error_message(exc)}".strip(),
         )
 
-    def _exhausted(self, request: ChatRequest, attempts: int, last: str) -> ChatResult:
+    def _exhausted(
+        self, request: ChatRequest, attempts: int, last: str, systemic: SystemicFailure | None
+    ) -> ChatResult:
+        if systemic is not None:
+            self._breaker.record_exhausted(systemic)
         return ChatResult(
             key=request.key,
             ok=False,
@@ -334,9 +359,19 @@ class ChatEngine:
             error=f"gave up after {attempts} attempts (last failure: {last})",
         )
 
+    def _not_retried(self, request: ChatRequest, attempts: int) -> ChatResult:
+        return ChatResult(
+            key=request.key,
+            ok=False,
+            attempts=attempts,
+            error_class="endpoint_unreachable",
+            error=(f"not retried after {attempts} attempts" if attempts else "not sent")
+            + f": the circuit breaker opened (last failure: {self._breaker.last_failure})",
+        )
+
     async def _sleep_backoff(self, failures: int, retry_after: float | None) -> None:
         delay = min(self._backoff_max_s, self._backoff_s * 2 ** (failures - 1))
         delay *= 0.5 + self._rng.random() / 2
         if retry_after is not None:
             delay = max(delay, retry_after)
-        await asyncio.sleep(delay)
+        await self._breaker.unless_open(asyncio.sleep(delay))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 import dagster as dg
@@ -12,6 +12,9 @@ import openai
 from pydantic import Field, PrivateAttr
 
 from llm_assets.resources.errors import UserError
+
+if TYPE_CHECKING:
+    from llm_assets.resources.batch import BatchClient
 from llm_assets.resources.llm.engine import ChatEngine, ProgressCallback, ResultCallback
 from llm_assets.resources.llm.pricing import DEFAULT_PRICES, ModelPrice
 from llm_assets.resources.llm.session import ClientSession, SessionSettings
@@ -161,9 +164,18 @@ class LLMResource(dg.ConfigurableResource):
     circuit_breaker_threshold: int = Field(
         default=8,
         ge=1,
-        description="Consecutive requests that fail the same systemic way (connection refused, "
-        "DNS, TLS, timeouts or 5xx after every retry) before the step stops with "
-        "EndpointUnreachable instead of failing every row.",
+        description="Systemic failed attempts in a row across the step's workers (connection "
+        "refused, DNS, TLS, timeouts, HTTP 500/502/503/504) after which, once they have lasted "
+        "one request's backoff schedule, the step stops with EndpointUnreachable instead of "
+        "failing every row.",
+    )
+
+    batch_discount: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of the online price the Batch API charges (OpenAI: 0.5); batch "
+        "answers are recorded in the ledger at this price.",
     )
 
     _session: ClientSession | None = PrivateAttr(default=None)
@@ -247,6 +259,21 @@ class LLMResource(dg.ConfigurableResource):
             timeout_s=self.timeout_s,
             limiter=self._make_limiter(api_key),
         )
+
+    def batch_client(self) -> BatchClient:
+        """A client of this endpoint's Batch API, with the key resolved like the chat client's.
+
+        Examples:
+            .. code-block:: python
+
+                with llm.batch_client() as client:
+                    status = client.retrieve("batch_abc")
+        """
+        from llm_assets.resources.batch import BatchClient  # the batch family imports this one
+
+        settings = self._session.settings if self._session is not None else None
+        api_key = settings.api_key if settings is not None else self._settings().api_key
+        return BatchClient(self.base_url, api_key, timeout_s=max(self.timeout_s, 120.0))
 
     def run_requests(
         self,
