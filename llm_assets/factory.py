@@ -1,12 +1,13 @@
 """``llm_asset``: turns an ``LLMTask`` and an upstream asset into a partitioned Dagster asset."""
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from llm_assets.batching import batch_mode
 from llm_assets.planning import ROW_INDEX_COLUMN
 from llm_assets.provenance import PROVENANCE_COLUMNS, QUARANTINE_COLUMNS
 from llm_assets.resources.errors import UserError
@@ -18,12 +19,20 @@ from llm_assets.versions import register_llm_asset
 Prepare = Callable[[pd.DataFrame, str | None], pd.DataFrame]
 
 
+Mode = Literal["online", "batch"]
+
+
 class LLMAssetConfig(dg.Config):
     """Run config of an ``llm_asset`` (set it in the launchpad or with ``run_config``)."""
 
     max_cost_usd: float | None = Field(
         default=None,
         description="Budget for this run's new spend on this asset; overrides the asset's.",
+    )
+    mode: str | None = Field(
+        default=None,
+        description="'online' (send now) or 'batch' (submit to the Batch API at its discount "
+        "and let the batch sensor materialize the result); overrides the asset's mode.",
     )
 
 
@@ -81,6 +90,8 @@ def llm_asset(
     max_failure_rate: float = 0.05,
     block_downstream_on_failures: bool = False,
     automation_condition: dg.AutomationCondition | None = None,
+    mode: Mode = "online",
+    batch_max_resubmits: int = 1,
 ) -> dg.AssetsDefinition:
     """Builds the assets that answer ``task`` for every row of ``upstream``'s partition.
 
@@ -113,6 +124,12 @@ def llm_asset(
             rows.
         block_downstream_on_failures: Make that check blocking, so downstream assets do not
             run on a partition that failed it.
+        mode: ``"online"`` sends requests now; ``"batch"`` submits what the ledger lacks to
+            the OpenAI Batch API and ends, and ``llm_assets.sensors.batch_sensor`` requests
+            the materialization once the batch finished (needs a ledger). Run config
+            ``mode`` overrides it per run.
+        batch_max_resubmits: In batch mode, how many times a request whose batch line failed
+            is submitted again before its row fails with ``batch_failed``.
         automation_condition: When the automation daemon materializes the asset, e.g.
             ``llm_assets.rematerialize_on_new_version()`` to redo recent partitions after a
             prompt, schema or model change.
@@ -212,21 +229,33 @@ def llm_asset(
         if prepare is not None:
             frames = {key: prepare(df, key) for key, df in frames.items()}
         llm = getattr(context.resources, llm_resource_key)
+        ledger = getattr(context.resources, ledger_resource_key) if ledger_resource_key else None
         _warn_if_version_misses_model(context, asset_name, task, llm.model)
-        output = run_task(
-            task,
-            frames,
-            llm=llm,
-            ledger=getattr(context.resources, ledger_resource_key) if ledger_resource_key else None,
-            step=StepInfo(
-                run_id=context.run.run_id,
-                asset_key=asset_name,
-                upstream=upstream_key.to_user_string(),
-            ),
-            log=context.log,
-            max_cost_usd=config.max_cost_usd if config.max_cost_usd is not None else max_cost_usd,
-            passthrough_columns=passthrough,
-        )
+        with batch_mode(
+            _check_mode(config.mode or mode),
+            llm,
+            ledger,
+            asset_name,
+            context.run.run_id,
+            batch_max_resubmits,
+        ) as batch:
+            output = run_task(
+                task,
+                frames,
+                llm=llm,
+                ledger=ledger,
+                step=StepInfo(
+                    run_id=context.run.run_id,
+                    asset_key=asset_name,
+                    upstream=upstream_key.to_user_string(),
+                ),
+                log=context.log,
+                max_cost_usd=(
+                    config.max_cost_usd if config.max_cost_usd is not None else max_cost_usd
+                ),
+                passthrough_columns=passthrough,
+                batch=batch,
+            )
         names = AssetNames(
             table=dg.AssetKey(asset_name),
             quarantine=dg.AssetKey(quarantine_name),
@@ -246,6 +275,12 @@ def llm_asset(
     register_llm_asset(dg.AssetKey(asset_name), task, llm_resource_key)
     register_llm_asset(dg.AssetKey(quarantine_name), task, llm_resource_key)
     return _llm_asset
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in ("online", "batch"):
+        raise UserError(f"mode must be 'online' or 'batch', not {mode!r} (run config `mode`)")
+    return mode
 
 
 def _warn_if_version_misses_model(

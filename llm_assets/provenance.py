@@ -26,8 +26,12 @@ PROVENANCE_COLUMNS: dict[str, str] = {
     "llm_cached": "bool",
     "llm_repairs": "int64",
     "llm_paid_by_run_id": "string",
+    "llm_batch_id": "string",
     "llm_run_id": "string",
 }
+
+#: Key under which a ledger entry's response body names the batch that answered it.
+BATCH_ID_FIELD = "llm_assets_batch_id"
 
 
 #: Columns of the quarantine table (after the id column): one row per failed output row.

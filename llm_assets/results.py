@@ -22,7 +22,11 @@ FAILURE_RATE_CHECK = "failure_rate"
 
 Report = Callable[[pd.DataFrame], Mapping[str, Any]]
 Event = (
-    dg.MaterializeResult | dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.AssetMaterialization
+    dg.MaterializeResult
+    | dg.AssetCheckResult
+    | dg.AssetCheckEvaluation
+    | dg.AssetMaterialization
+    | dg.AssetObservation
 )
 
 
@@ -90,6 +94,9 @@ def step_events(
     report: Report | None,
 ) -> Iterator[Event]:
     """Yields the step's results: tables, quarantine, per-partition metadata and checks."""
+    if output.waiting:
+        yield from _waiting_events(context, names, output)
+        return
     keys = list(output.tables)
     partitioned = keys != [None]
     context.log.info(run_line(names.table.to_user_string(), output.summaries))
@@ -175,3 +182,33 @@ def _store_quarantine(
         yield dg.AssetMaterialization(
             asset_key=names.quarantine, partition=key, metadata=dict(metadata[key])
         )
+
+
+def _waiting_events(
+    context: dg.AssetExecutionContext, names: AssetNames, output: StepOutput
+) -> Iterator[dg.AssetObservation]:
+    """A step in batch mode that submitted or waits: an observation per waiting partition."""
+    plan = output.batch
+    assert plan is not None
+    submitted = {record.batch_id: record for record in plan.submitted}
+    for partition, batch_ids in plan.pending.items():
+        summary = output.summaries[partition]
+        requests = sum(len(submitted[b].request_keys) for b in batch_ids if b in submitted)
+        yield dg.AssetObservation(
+            asset_key=names.table,
+            partition=partition,
+            metadata={
+                "batch_ids": ", ".join(batch_ids),
+                "batch_state": "submitted" if requests else "waiting for a live batch",
+                "batch_requests_submitted": requests,
+                "rows": summary.rows,
+                "answered_by_ledger": summary.cache_hits,
+                "estimated_online_cost_usd": round(summary.estimated_cost_usd, 4),
+                "task_version": output.task_version,
+            },
+        )
+    context.log.info(
+        f"{names.table.to_user_string()}: {len(plan.pending)} partition(s) wait for batches "
+        f"({', '.join(sorted({b for ids in plan.pending.values() for b in ids}))}); the table "
+        "is materialized by the batch sensor's run once they finish"
+    )

@@ -23,9 +23,10 @@ from typing import Any
 
 import pandas as pd
 
+from llm_assets.batching import BatchMode, BatchPlan
 from llm_assets.planning import check_columns, plan_rows, repair_request
 from llm_assets.progress import progress_logger
-from llm_assets.provenance import answer_content, parse_answer
+from llm_assets.provenance import BATCH_ID_FIELD, answer_content, parse_answer
 from llm_assets.resources.errors import BudgetExceededError
 from llm_assets.resources.ledger import LedgerEntry, ResponseLedger
 from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource, cost_usd
@@ -51,6 +52,12 @@ class StepOutput:
     quarantine: dict[str | None, pd.DataFrame]
     summaries: dict[str | None, StepSummary]
     task_version: str
+    batch: BatchPlan | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """True when batch mode submitted (or waits for) batches, so no table was built."""
+        return self.batch is not None and bool(self.batch.pending)
 
     @property
     def summary(self) -> StepSummary:
@@ -96,10 +103,16 @@ class _Fetcher:
                 self.ledger.get_many(list(requests)) if self.ledger else {}
             )
             answers = {key: Resolution.from_entry(entry) for key, entry in hits.items()}
+        discount = self.llm.batch_discount
         for key, entry in hits.items():
             part = self.summaries[partition_of.get(key)]
             part.cache_hits += 1
             part.saved_usd += entry.cost_usd
+            if entry.response and entry.response.get(BATCH_ID_FIELD):
+                part.batch_answered += 1
+                part.batch_cost_usd += entry.cost_usd
+                if discount > 0:
+                    part.batch_saved_usd += entry.cost_usd * (1 / discount - 1)
         return answers
 
     def estimate(
@@ -202,6 +215,7 @@ def run_task(
     log: logging.Logger | Any,
     max_cost_usd: float | None = None,
     passthrough_columns: tuple[str, ...] = (),
+    batch: BatchMode | None = None,
 ) -> StepOutput:
     """Answers every row of every partition in ``frames``.
 
@@ -214,6 +228,7 @@ def run_task(
         log: Where progress lines go.
         max_cost_usd: Budget for this step's new spend; ``None`` for no budget.
         passthrough_columns: Upstream columns copied to the output.
+        batch: Batch mode: misses are submitted as batches instead of sent online.
 
     Returns:
         The output and quarantine tables and the figures of every partition.
@@ -245,6 +260,8 @@ def run_task(
             partition_of[row.key] = row.partition
     fetcher = _Fetcher(task, llm, ledger, step, summaries, log, max_cost_usd, task_version)
 
+    if batch is not None:
+        batch.settle(list(frames), task_version)
     resolved = fetcher.lookup(requests, partition_of)
     unknown = [r for k, r in requests.items() if k not in resolved]
     estimated = fetcher.estimate(unknown, model, partition_of)
@@ -260,6 +277,12 @@ def run_task(
             budget_usd=max_cost_usd,
         )
 
+    if unknown and batch is not None:
+        plan = batch.plan(unknown, partition_of, task_version, log)
+        resolved.update(plan.exhausted)
+        if plan.pending:
+            return StepOutput({}, {}, summaries, task_version, plan)
+        unknown = []
     if unknown:
         resolved.update(fetcher.send(unknown, requests, partition_of))
     with _gc_paused():

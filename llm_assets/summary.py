@@ -31,6 +31,9 @@ class StepSummary:
     cost_usd: float = 0.0
     saved_usd: float = 0.0
     estimated_cost_usd: float = 0.0
+    batch_answered: int = 0
+    batch_cost_usd: float = 0.0
+    batch_saved_usd: float = 0.0
     models: set[str] = field(default_factory=set)
     error_classes: dict[str, int] = field(default_factory=dict)
 
@@ -81,6 +84,9 @@ _ADDED = (
     "cost_usd",
     "saved_usd",
     "estimated_cost_usd",
+    "batch_answered",
+    "batch_cost_usd",
+    "batch_saved_usd",
 )
 
 
@@ -104,7 +110,7 @@ def summary_metadata(
         >>> md["rows"], md["failed"], md["model"]
         (3, 0, 'm')
     """
-    return {
+    metadata: dict[str, Any] = {
         "dagster/row_count": summary.rows,
         "rows": summary.rows,
         "ok": summary.ok,
@@ -125,6 +131,12 @@ def summary_metadata(
         "model": ", ".join(sorted(summary.models)) or default_model,
         "failures_by_class": dg.MetadataValue.json(summary.error_classes),
     }
+    if summary.batch_answered:
+        # Answers a batch paid for: at the batch price, and what its discount saved.
+        metadata["batch_answered"] = summary.batch_answered
+        metadata["batch_cost_usd"] = usd(summary.batch_cost_usd)
+        metadata["batch_saved_usd"] = usd(summary.batch_saved_usd)
+    return metadata
 
 
 def run_line(asset: str, parts: Mapping[str | None, StepSummary]) -> str:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from llm_assets.planning import ROW_INDEX_COLUMN, PlannedRow
 from llm_assets.provenance import (
+    BATCH_ID_FIELD,
     PROVENANCE_COLUMNS,
     QUARANTINE_COLUMNS,
     STATUS_FAILED,
@@ -47,6 +48,7 @@ class Resolution:
     error: str | None = None
     final_key: str | None = None
     repairs: int = 0
+    batch_id: str | None = None
 
     @classmethod
     def from_entry(cls, entry: LedgerEntry) -> Resolution:
@@ -60,6 +62,7 @@ class Resolution:
             entry.latency_s,
             True,
             entry.run_id,
+            batch_id=entry.response.get(BATCH_ID_FIELD) if entry.response else None,
         )
 
     @classmethod
@@ -140,6 +143,7 @@ def build_outputs(
             llm_cached=res.cached if res else False,
             llm_repairs=res.repairs if res else 0,
             llm_paid_by_run_id=res.paid_by_run_id if res else None,
+            llm_batch_id=res.batch_id if res else None,
             llm_run_id=run_id,
         )
         out[row.partition].append(record)

@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -28,6 +28,9 @@ from llm_assets.resources.ledger.core import (
 )
 from llm_assets.resources.ledger.writer import LedgerWriter
 from llm_assets.resources.settings import POSTGRES_URL_ENV_VAR, dagster_home, resolve_setting
+
+if TYPE_CHECKING:
+    from llm_assets.resources.batch import BatchStore
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +104,7 @@ class ResponseLedger(dg.ConfigurableResource):
     )
 
     _backend: LedgerBackend | None = PrivateAttr(default=None)
+    _batch_store: BatchStore | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Open the backend (creating its table if needed) before the run uses it."""
@@ -108,10 +112,13 @@ class ResponseLedger(dg.ConfigurableResource):
             self.get_backend()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        """Close the backend's connections."""
+        """Close the backend's and the batch store's connections."""
         backend, self._backend = self._backend, None
         if backend is not None:
             backend.close()
+        store, self._batch_store = self._batch_store, None
+        if store is not None:
+            store.close()
 
     def get_backend(self) -> LedgerBackend:
         """Return the backend, opening it on first use (also when ``enabled`` is False)."""
@@ -120,6 +127,47 @@ class ResponseLedger(dg.ConfigurableResource):
                 if self._backend is None:
                     self._backend = self._build_backend()
         return self._backend
+
+    def batch_store(self) -> BatchStore:
+        """Return the store of OpenAI batch records in the ledger's database, opening it once.
+
+        Same SQLite file, or same PostgreSQL database and schema, as the ledger (tables
+        ``batches`` and ``batch_claims``), so a batch's rows and its results live together.
+        It opens also when ``enabled`` is False: batch records are what stops a batch being
+        submitted twice, not a cache.
+
+        Examples:
+            .. code-block:: python
+
+                import dagster as dg
+
+                from llm_assets.resources.ledger import ResponseLedger
+
+
+                @dg.sensor(minimum_interval_seconds=60)
+                def batch_sensor(ledger: ResponseLedger):
+                    for record in ledger.batch_store().live(limit=20):
+                        ...  # poll OpenAI; when it is done, request the harvesting run
+
+
+                defs = dg.Definitions(
+                    sensors=[batch_sensor], resources={"ledger": ResponseLedger()}
+                )
+        """
+        # Imported here: the batch family builds on this one (its pool and errors).
+        from llm_assets.resources.batch import PostgresBatchStore, SQLiteBatchStore
+
+        if self._batch_store is None:
+            with _BUILD_LOCK:
+                if self._batch_store is None:
+                    self._batch_store = (
+                        SQLiteBatchStore(self.sqlite_file())
+                        if self.backend == "sqlite"
+                        else PostgresBatchStore(
+                            self._resolve_postgres_url(), schema=self.postgres_schema
+                        )
+                    )
+        return self._batch_store
 
     def get_many(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """Return the recorded entries for ``keys``; misses are absent."""

@@ -1,0 +1,341 @@
+"""PostgreSQL batch store: ``batches`` and ``batch_claims`` next to the ledger's table."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeAlias, TypeVar
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+
+from llm_assets.resources.batch.records import (
+    HARVESTED,
+    BatchRecord,
+    Claim,
+    check_update_state,
+    scope_of,
+)
+from llm_assets.resources.batch.store import (
+    COLUMNS,
+    BatchStore,
+    record_to_row,
+    row_to_record,
+)
+from llm_assets.resources.ledger import ConnectionPool, LedgerUnavailableError
+from llm_assets.resources.settings import mask_url, postgres_dsn, scrub
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Cursor: TypeAlias = psycopg2.extensions.cursor
+
+_ATTEMPTS = 3
+_LIVE = f"state <> '{HARVESTED}'"
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _close(conn: psycopg2.extensions.connection) -> None:
+    conn.close()
+
+
+def _to_record(row: Sequence[Any]) -> BatchRecord:
+    return row_to_record(row, row[11].astimezone(UTC), row[12].astimezone(UTC))
+
+
+class _ConnectionDroppedError(Exception):
+    """Internal: the connection died mid-transaction; the cause holds the driver error."""
+
+
+class PostgresBatchStore(BatchStore):
+    """Batch records in PostgreSQL, safe for any number of threads, processes and hosts.
+
+    A claim is one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` on ``batch_claims``: the row
+    lock makes concurrent claimers of one scope wait for each other, and the ``WHERE`` lets the
+    next one in only over an expired claim or its own run's. Leases run on the server's clock,
+    so hosts with skewed clocks agree on when a claim lapses. Tables are created on first use
+    under an advisory lock, like the ledger's.
+
+    Args:
+        url: ``postgresql://``, ``postgres://`` or ``postgresql+psycopg2://`` URL; its password
+            never appears in messages or logs.
+        schema: Schema holding the tables (the ledger's, ``llm_assets`` by default).
+        max_idle_connections: Connections kept open between calls.
+
+    Examples:
+        .. code-block:: python
+
+            store = PostgresBatchStore(os.environ["DAGSTER_PG_URL"])
+            for record in store.live(limit=20):
+                ...  # poll OpenAI, then store.update(record.batch_id, state=...)
+            store.close()
+    """
+
+    def __init__(self, url: str, *, schema: str = "llm_assets", max_idle_connections: int = 2):
+        self._url = url
+        self._dsn = postgres_dsn(url)
+        self.schema = schema
+        self.batches = f"{_quote_ident(schema)}.batches"
+        self.claims = f"{_quote_ident(schema)}.batch_claims"
+        self._pool: ConnectionPool[psycopg2.extensions.connection] = ConnectionPool(
+            self._connect, _close, max_idle=max_idle_connections
+        )
+        self._create_schema()
+        logger.debug("opened PostgreSQL batch store %s (%s)", mask_url(url), self.batches)
+
+    def __repr__(self) -> str:
+        return f"PostgresBatchStore({mask_url(self._url)!r}, schema={self.schema!r})"
+
+    def _connect(self) -> psycopg2.extensions.connection:
+        try:
+            defaults = {"application_name": "llm-assets-batches", "connect_timeout": "10"}
+            options = {k: v for k, v in defaults.items() if f"{k}=" not in self._dsn}
+            conn = psycopg2.connect(self._dsn, **options)
+            with conn.cursor() as cur:
+                cur.execute("SET TIME ZONE 'UTC'")
+            conn.commit()
+        except psycopg2.Error as exc:
+            message = scrub(str(exc).strip(), self._url)
+            raise LedgerUnavailableError(
+                f"cannot connect to the PostgreSQL batch store at {mask_url(self._url)}: {message}"
+            ) from None
+        return conn
+
+    def _run(self, work: Callable[[Cursor], T]) -> T:
+        """Run ``work`` in one transaction, retrying deadlocks and dropped connections.
+
+        Every operation is safe to run again: inserts skip existing batch ids, and a claim
+        retried by its own run succeeds over the claim the first try may have committed.
+        """
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return self._run_once(work)
+            except (psycopg2.extensions.TransactionRollbackError, _ConnectionDroppedError) as exc:
+                if attempt == _ATTEMPTS:
+                    raise (exc.__cause__ or exc) from None
+                logger.warning("batch store transaction failed (%s); retrying", type(exc).__name__)
+        raise AssertionError("unreachable")
+
+    def _run_once(self, work: Callable[[Cursor], T]) -> T:
+        with self._pool.connection() as conn:
+            try:
+                with conn.cursor() as cur:
+                    result = work(cur)
+                conn.commit()
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                rolled_back = isinstance(exc, psycopg2.extensions.TransactionRollbackError)
+                if conn.closed and not rolled_back:
+                    raise _ConnectionDroppedError from exc
+                raise
+        return result
+
+    def _create_schema(self) -> None:
+        def create(cur: Cursor) -> None:
+            cur.execute("SELECT to_regclass(%s), to_regclass(%s)", (self.batches, self.claims))
+            if None not in cur.fetchone():
+                return
+            # Two sessions racing on CREATE ... IF NOT EXISTS can still hit a unique violation
+            # in the catalog; the lock makes the second wait and then find the tables.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"batches:{self.batches}",))
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(self.schema)}")
+            cur.execute(
+                f"""
+                CREATE TABLE IF NOT EXISTS {self.batches} (
+                    batch_id TEXT COLLATE "C" PRIMARY KEY,
+                    scope TEXT COLLATE "C" NOT NULL,
+                    asset_key TEXT NOT NULL,
+                    partition_key TEXT,
+                    task_version TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    input_file_id TEXT NOT NULL,
+                    output_file_id TEXT,
+                    error_file_id TEXT,
+                    submitted_by_run_id TEXT NOT NULL,
+                    created_at TIMESTAMPTZ NOT NULL,
+                    updated_at TIMESTAMPTZ NOT NULL,
+                    error TEXT,
+                    request_count INTEGER NOT NULL,
+                    request_keys TEXT NOT NULL
+                )
+                """
+            )
+            cur.execute(
+                f"CREATE INDEX IF NOT EXISTS batches_scope ON {self.batches} (scope, created_at)"
+            )
+            cur.execute(
+                f"CREATE INDEX IF NOT EXISTS batches_live ON {self.batches} (updated_at) "
+                f"WHERE {_LIVE}"
+            )
+            cur.execute(
+                f"""
+                CREATE TABLE IF NOT EXISTS {self.claims} (
+                    scope TEXT COLLATE "C" PRIMARY KEY,
+                    asset_key TEXT NOT NULL,
+                    partition_key TEXT,
+                    task_version TEXT NOT NULL,
+                    run_id TEXT NOT NULL,
+                    token TEXT NOT NULL,
+                    claimed_at TIMESTAMPTZ NOT NULL,
+                    expires_at TIMESTAMPTZ NOT NULL
+                )
+                """
+            )
+
+        self._run(create)
+
+    def claim(
+        self,
+        asset_key: str,
+        partition_key: str | None,
+        task_version: str,
+        run_id: str,
+        lease_s: float = 600.0,
+    ) -> Claim | None:
+        """Claim the right to submit for a scope, or return None if someone else may."""
+        scope = scope_of(asset_key, partition_key, task_version)
+
+        def take(cur: Cursor) -> Claim | None:
+            token = uuid.uuid4().hex
+            cur.execute(
+                f"INSERT INTO {self.claims} AS held (scope, asset_key, partition_key, "
+                "task_version, run_id, token, claimed_at, expires_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, now(), now() + make_interval(secs => %s)) "
+                "ON CONFLICT (scope) DO UPDATE SET run_id = EXCLUDED.run_id, "
+                "token = EXCLUDED.token, claimed_at = EXCLUDED.claimed_at, "
+                "expires_at = EXCLUDED.expires_at "
+                "WHERE held.expires_at <= now() OR held.run_id = EXCLUDED.run_id "
+                "RETURNING expires_at",
+                (scope, asset_key, partition_key, task_version, run_id, token, float(lease_s)),
+            )
+            taken = cur.fetchone()
+            if taken is None:
+                return None
+            # Checked after taking the claim row: a submitter that recorded its batches and
+            # released its claim just now has committed both, and this statement sees them.
+            cur.execute(f"SELECT 1 FROM {self.batches} WHERE scope = %s AND {_LIVE}", (scope,))
+            if cur.fetchone() is not None:
+                cur.connection.rollback()
+                return None
+            expires_at = taken[0].astimezone(UTC)
+            return Claim(asset_key, partition_key, task_version, run_id, token, expires_at)
+
+        return self._run(take)
+
+    def record(self, claim: Claim, records: Sequence[BatchRecord]) -> None:
+        """Store the submitted batches of ``claim`` and release it."""
+        claim.check_records(records)
+        rows = [record_to_row(r, r.created_at, r.updated_at) for r in records]
+
+        def store(cur: Cursor) -> None:
+            if rows:
+                psycopg2.extras.execute_values(
+                    cur,
+                    f"INSERT INTO {self.batches} ({COLUMNS}) VALUES %s "
+                    "ON CONFLICT (batch_id) DO NOTHING",
+                    rows,
+                )
+            self._release(cur, claim)
+
+        self._run(store)
+
+    def release(self, claim: Claim) -> None:
+        """Give up ``claim`` without recording anything (the submission failed)."""
+        self._run(lambda cur: self._release(cur, claim))
+
+    def _release(self, cur: Cursor, claim: Claim) -> None:
+        cur.execute(
+            f"DELETE FROM {self.claims} WHERE scope = %s AND token = %s",
+            (claim.scope, claim.token),
+        )
+        if cur.rowcount:
+            return
+        cur.execute(f"SELECT run_id FROM {self.claims} WHERE scope = %s", (claim.scope,))
+        holder = cur.fetchone()
+        if holder is not None:
+            logger.warning(
+                "the claim of run %s on %s lapsed and run %s claimed it since; batches for "
+                "this scope may have been submitted twice",
+                claim.run_id,
+                claim.scope,
+                holder[0],
+            )
+
+    def get(self, batch_id: str) -> BatchRecord | None:
+        """Return the record of ``batch_id``, or None."""
+        rows = self._select("WHERE batch_id = %s", (batch_id,))
+        return rows[0] if rows else None
+
+    def live_for(
+        self, asset_key: str, partition_key: str | None, task_version: str
+    ) -> list[BatchRecord]:
+        """Return the scope's batches not yet harvested, oldest submission first."""
+        scope = scope_of(asset_key, partition_key, task_version)
+        where = f"WHERE scope = %s AND {_LIVE} ORDER BY created_at, batch_id"
+        return self._select(where, (scope,))
+
+    def history_for(
+        self, asset_key: str, partition_key: str | None, task_version: str
+    ) -> list[BatchRecord]:
+        """Return every batch of the scope, harvested ones too, oldest submission first."""
+        scope = scope_of(asset_key, partition_key, task_version)
+        return self._select("WHERE scope = %s ORDER BY created_at, batch_id", (scope,))
+
+    def live(self, limit: int = 100) -> list[BatchRecord]:
+        """Return up to ``limit`` batches not yet harvested, least recently updated first."""
+        return self._select(f"WHERE {_LIVE} ORDER BY updated_at, batch_id LIMIT %s", (limit,))
+
+    def _select(self, where: str, params: tuple[object, ...]) -> list[BatchRecord]:
+        def fetch(cur: Cursor) -> list[BatchRecord]:
+            cur.execute(f"SELECT {COLUMNS} FROM {self.batches} {where}", params)
+            return [_to_record(row) for row in cur.fetchall()]
+
+        return self._run(fetch)
+
+    def update(
+        self,
+        batch_id: str,
+        *,
+        state: str,
+        output_file_id: str | None = None,
+        error_file_id: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Record what OpenAI reports about a batch; ``None`` fields keep their stored value."""
+        check_update_state(state)
+        params = (state, output_file_id, error_file_id, error, datetime.now(UTC), batch_id)
+
+        def change(cur: Cursor) -> bool:
+            cur.execute(
+                f"UPDATE {self.batches} SET state = %s, "
+                "output_file_id = COALESCE(%s, output_file_id), "
+                "error_file_id = COALESCE(%s, error_file_id), error = COALESCE(%s, error), "
+                f"updated_at = %s WHERE batch_id = %s AND {_LIVE}",
+                params,
+            )
+            return cur.rowcount > 0
+
+        return self._run(change)
+
+    def mark_harvested(self, batch_id: str) -> bool:
+        """Mark the batch's results as recorded in the ledger."""
+
+        def harvest(cur: Cursor) -> bool:
+            cur.execute(
+                f"UPDATE {self.batches} SET state = %s, updated_at = %s "
+                f"WHERE batch_id = %s AND {_LIVE}",
+                (HARVESTED, datetime.now(UTC), batch_id),
+            )
+            return cur.rowcount > 0
+
+        return self._run(harvest)
+
+    def close(self) -> None:
+        """Close every connection; the store cannot be used afterwards."""
+        self._pool.close()
