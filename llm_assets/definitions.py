@@ -17,6 +17,7 @@ from llm_assets.example.pipeline import (
     ASSETS,
     nightly_enrichment_job,
     nightly_enrichment_schedule,
+    review_batches_sensor,
 )
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import LLMResource
@@ -95,7 +96,7 @@ def build_definitions(env: str | None = None) -> dg.Definitions:
             assets=[*ASSETS, *INBOX_ASSETS],
             jobs=[nightly_enrichment_job],
             schedules=[nightly_enrichment_schedule],
-            sensors=INBOX_SENSORS,
+            sensors=[*INBOX_SENSORS, review_batches_sensor],
             resources=RESOURCES_BY_ENV[env](),
         )
     )

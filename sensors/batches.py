@@ -98,7 +98,13 @@ def harvest(
     return len(entries), sum(failures.values())
 
 
-def run_tick(llm: LLMResource, ledger: ResponseLedger, log: Any, max_batches: int) -> TickReport:
+def run_tick(
+    llm: LLMResource,
+    ledger: ResponseLedger,
+    log: Any,
+    max_batches: int,
+    then: Sequence[dg.AssetKey] = (),
+) -> TickReport:
     """One evaluation of the batch sensor (see the module docstring)."""
     report = TickReport()
     store = ledger.batch_store()
@@ -127,19 +133,21 @@ def run_tick(llm: LLMResource, ledger: ResponseLedger, log: Any, max_batches: in
                     log.warning(f"{message}; {batch_error or 'no reason given'}")
                 else:
                     log.info(message)
-            request = _assembly_request(store, record)
+            request = _assembly_request(store, record, then)
             if request is not None:
                 report.run_requests.append(request)
     return report
 
 
-def _assembly_request(store: BatchStore, record: BatchRecord) -> dg.RunRequest | None:
+def _assembly_request(
+    store: BatchStore, record: BatchRecord, then: Sequence[dg.AssetKey]
+) -> dg.RunRequest | None:
     scope = store.live_for(record.asset_key, record.partition_key, record.task_version)
     if any(r.state not in TERMINAL_STATES for r in scope):
         return None  # another batch of the same partition is still running
     return dg.RunRequest(
         run_key=f"llm-batch:{record.batch_id}",
-        asset_selection=[dg.AssetKey.from_user_string(record.asset_key)],
+        asset_selection=[dg.AssetKey.from_user_string(record.asset_key), *then],
         partition_key=record.partition_key,
         tags={"llm_assets/batch_ids": ",".join(r.batch_id for r in scope)[:4000]},
     )
@@ -154,6 +162,7 @@ def _where(record: BatchRecord) -> str:
 def batch_sensor(
     assets: Sequence[dg.AssetsDefinition] | None = None,
     *,
+    then: Sequence[dg.AssetsDefinition] = (),
     name: str = "llm_batch_sensor",
     minimum_interval_seconds: int = 60,
     max_batches_per_tick: int = 20,
@@ -165,6 +174,8 @@ def batch_sensor(
 
     Args:
         assets: The batch-mode assets it may materialize; every asset when ``None``.
+        then: Downstream assets materialized in the same run, after the assembly (e.g. a
+            daily digest of the assembled table).
         name: Sensor name.
         minimum_interval_seconds: Seconds between ticks (each makes up to
             ``max_batches_per_tick`` Batch API calls, plus two file downloads per ended batch).
@@ -190,7 +201,8 @@ def batch_sensor(
                 resources=resources,
             )
     """
-    selection = dg.AssetSelection.assets(*assets) if assets else dg.AssetSelection.all()
+    then_keys = [key for asset in then for key in asset.keys]
+    selection = dg.AssetSelection.assets(*assets, *then) if assets else dg.AssetSelection.all()
 
     @dg.sensor(
         name=name,
@@ -207,6 +219,7 @@ def batch_sensor(
             getattr(context.resources, ledger_resource_key),
             context.log,
             max_batches_per_tick,
+            then_keys,
         )
         if not report.run_requests:
             return dg.SkipReason("; ".join(report.notes)[:1000] or "nothing to do")

@@ -32,6 +32,18 @@ def _source(texts: list[str]) -> dg.AssetsDefinition:
     return texts_asset
 
 
+def finish_batches(simulator: SimulatorServer) -> None:
+    """Moves every live batch of the simulator to its end."""
+    request = urllib.request.Request(
+        f"{simulator.url}/_simulator/batches/advance",
+        data=json.dumps({"to_end": True}).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
 class Pipeline:
     """One batch-mode asset, its resources, instance and sensor; steps the lifecycle."""
 
@@ -71,14 +83,7 @@ class Pipeline:
         return list(data.run_requests or [])
 
     def finish_batches(self) -> None:
-        request = urllib.request.Request(
-            f"{self.simulator.url}/_simulator/batches/advance",
-            data=json.dumps({"to_end": True}).encode(),
-            headers={"content-type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
+        finish_batches(self.simulator)
 
     def table(self) -> pd.DataFrame:
         return pd.read_parquet(self.tmp_path / "data" / "label" / "eu.parquet")
@@ -223,3 +228,42 @@ def test_two_concurrent_submitters_create_one_batch(
     assert simulator.stats()["batches_created"] == 1
     assert sum(len(plan.submitted) for plan in plans) == 1
     assert all(plan.pending for plan in plans)
+
+
+@pytest.mark.timeout(300)
+def test_example_nightly_in_batch_mode_ends_then_the_sensor_builds_insights_and_digest(
+    simulator: SimulatorServer, tmp_path: Path, sqlite_instance: dg.DagsterInstance
+) -> None:
+    from llm_assets.example.pipeline import ASSETS, review_batches_sensor
+
+    simulator.configure(batch_auto_complete_s=0)
+    resources = make_resources(simulator, tmp_path)
+    day = "2026-11-02"
+    batch_config = {"ops": {"review_insights": {"config": {"mode": "batch"}}}}
+    submitted = dg.materialize(
+        ASSETS, partition_key=day, resources=resources, instance=sqlite_instance,
+        run_config=batch_config,
+    )  # fmt: skip
+    assert submitted.success
+    assert sqlite_instance.get_materialized_partitions(dg.AssetKey("review_insights")) == set()
+    assert sqlite_instance.get_materialized_partitions(dg.AssetKey("daily_digest")) == set()
+    finish_batches(simulator)
+    defs = dg.Definitions(assets=ASSETS, sensors=[review_batches_sensor], resources=resources)
+    with dg.build_sensor_context(
+        instance=sqlite_instance, resources=resources, definitions=defs
+    ) as context:
+        (request,) = review_batches_sensor.evaluate_tick(context).run_requests or []
+    assert set(request.asset_selection or []) == {
+        dg.AssetKey("review_insights"),
+        dg.AssetKey("daily_digest"),
+        dg.AssetKey("daily_digest_quarantine"),
+    }
+    online_before = simulator.stats()["chat_completions"]
+    assembled = dg.materialize(
+        ASSETS, selection=request.asset_selection, partition_key=day, resources=resources,
+        instance=sqlite_instance, run_config=batch_config,
+    )  # fmt: skip
+    assert assembled.success
+    assert sqlite_instance.get_materialized_partitions(dg.AssetKey("daily_digest")) == {day}
+    # Insights come from the batch; only the digest's one request per day goes online.
+    assert simulator.stats()["chat_completions"] - online_before == 1

@@ -5,6 +5,7 @@ sentiment, topics, one-line summary) -> ``daily_digest`` (one LLM call per day o
 insights, with a Markdown report in the materialization metadata).
 """
 
+import os
 from collections import Counter
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from llm_assets.example.sample_reviews import generate_reviews
 from llm_assets.factory import llm_asset
+from llm_assets.sensors.batches import batch_sensor
 from llm_assets.task import LLMTask
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=0)
@@ -127,6 +129,11 @@ def digest_report(digest: pd.DataFrame) -> dict[str, Any]:
     return {"report": dg.MetadataValue.md(report)}
 
 
+#: ``online`` (default) or ``batch``: how the nightly job answers the day's reviews. In batch
+#: mode the job submits an OpenAI batch at half price and ends; ``review_batches_sensor``
+#: materializes ``review_insights`` and ``daily_digest`` once the batch has finished.
+MODE = os.environ.get("LLM_ASSETS_MODE", "online")
+
 review_insights = llm_asset(
     INSIGHT_TASK,
     upstream=raw_reviews,
@@ -148,9 +155,21 @@ nightly_enrichment_job = dg.define_asset_job(
     "nightly_enrichment",
     selection=dg.AssetSelection.assets(*ASSETS),
     partitions_def=DAILY,
-    description="Generate, enrich and digest one day of customer reviews.",
+    config={"ops": {"review_insights": {"config": {"mode": MODE}}}},
+    description="Generate, enrich and digest one day of customer reviews "
+    f"({MODE} mode; LLM_ASSETS_MODE=online|batch).",
 )
 
 nightly_enrichment_schedule = dg.build_schedule_from_partitioned_job(
     nightly_enrichment_job, hour_of_day=2, minute_of_hour=0
+)
+
+review_batches_sensor = batch_sensor(
+    [review_insights],
+    then=[daily_digest],
+    name="review_batches_sensor",
+    minimum_interval_seconds=60,
+    default_status=(
+        dg.DefaultSensorStatus.RUNNING if MODE == "batch" else dg.DefaultSensorStatus.STOPPED
+    ),
 )
