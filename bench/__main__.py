@@ -10,7 +10,12 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["bench.bench_rate_limit", "bench.bench_overhead", "bench.bench_ledger"]
+BENCHMARKS = [
+    "bench.bench_rate_limit",
+    "bench.bench_overhead",
+    "bench.bench_ledger",
+    "bench.bench_batch",
+]
 
 
 def main(argv: list[str]) -> int:
