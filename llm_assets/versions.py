@@ -101,9 +101,11 @@ def rematerialize_on_new_version(
     """
     whole_days = lookback.seconds == 0 and lookback.microseconds == 0
     window = f"{lookback.days} days" if whole_days else str(lookback)
+    # Typed loosely: Dagster's stubs type these builtins for asset keys only.
+    changed: dg.AutomationCondition[Any] = dg.AutomationCondition.code_version_changed()
     return (
         dg.AutomationCondition.in_latest_time_window(lookback)
         & ~dg.AutomationCondition.missing()
-        & dg.AutomationCondition.code_version_changed().since_last_handled()
+        & changed.since_last_handled()
         & ~dg.AutomationCondition.in_progress()
     ).with_label(f"re-materialize partitions of the last {window} built by an older version")
