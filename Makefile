@@ -27,9 +27,10 @@ test: install
 bench: install
 	$(BIN)/python -m bench
 
+# mypy checks the namespace as installed (llm_assets.resources, llm_assets.sensors): see the script.
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m llm_assets.devtools.typecheck
+	MYPY=$(BIN)/mypy tools/typecheck.sh
 
 clean:
 	rm -rf .dagster_home data

@@ -33,6 +33,8 @@ from llm_assets.resources.ledger import (
 from llm_assets.resources.settings import mask_url
 
 PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
+# Starting a process that imports dagster takes 2-15 s on a loaded 2-core machine.
+PROCESS_TIMEOUT_S = 120
 
 
 def make_entry(i: int, **overrides: Any) -> LedgerEntry:
@@ -76,7 +78,7 @@ def write_from_another_process(
     config: dict[str, Any], first: int, count: int, start_together: Any, results: Any
 ) -> None:
     """Runs in a child process: what a second Dagster step sharing the ledger does."""
-    start_together.wait(timeout=60)
+    start_together.wait(timeout=PROCESS_TIMEOUT_S)
     backend = ResponseLedger(**config).get_backend()  # every process creates the schema at once
     inserted = 0
     try:
@@ -95,7 +97,7 @@ def _clean_processes() -> Any:
     return context
 
 
-def _eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+def _eventually(check: Callable[[], bool], timeout_s: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > deadline:
@@ -235,6 +237,7 @@ class LedgerContract:
             second.close()
         assert backend.count() == 2
 
+    @pytest.mark.timeout(2 * PROCESS_TIMEOUT_S)
     def test_processes_creating_and_writing_at_once_lose_and_duplicate_nothing(
         self, new_ledger_config: Callable[[], dict[str, Any]]
     ) -> None:
@@ -251,10 +254,13 @@ class LedgerContract:
         ]
         for process in processes:
             process.start()
+        deadline = time.monotonic() + 1.5 * PROCESS_TIMEOUT_S
         for process in processes:
-            process.join(timeout=60)
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
         assert [process.exitcode for process in processes] == [0, 0, 0, 0]
-        assert sum(results.get(timeout=5) for _ in processes) == 1250
+        assert sum(results.get(timeout=30) for _ in processes) == 1250
 
         backend = ResponseLedger(**config).get_backend()
         try:
@@ -294,9 +300,11 @@ class LedgerContract:
         self, backend: LedgerBackend
     ) -> None:
         slow = _WrappedBackend(backend, delay_s=0.01)
+        start_together = threading.Barrier(4)
         with LedgerWriter(slow, batch_size=5) as writer:
 
             def add_25(first: int) -> None:
+                start_together.wait(timeout=30)  # however late each thread gets to start
                 for i in range(first, first + 25):
                     writer.add(make_entry(i))
 
@@ -313,6 +321,7 @@ class LedgerContract:
     ) -> None:
         with LedgerWriter(backend, batch_size=1000, max_delay_s=60) as writer:
             writer.add(make_entry(1))
+            # 30 s is half of max_delay_s: a writer that waits for it (or a full batch) fails.
             assert _eventually(lambda: backend.count() == 1)
         assert writer.written == 1
 
@@ -523,6 +532,7 @@ def test_naive_created_at_is_refused() -> None:
         make_entry(1, created_at=datetime(2024, 5, 1))
 
 
+@pytest.mark.timeout(PROCESS_TIMEOUT_S)
 def test_importing_the_module_has_no_side_effects(tmp_path: Path) -> None:
     code = "import llm_assets.resources.ledger, threading; assert threading.active_count() == 1"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
