@@ -515,9 +515,21 @@ def test_disabled_ledger_neither_reads_nor_writes(tmp_path: Path) -> None:
     assert not path.exists()
 
 
-def test_relative_sqlite_path_resolves_against_cwd(
+def test_bare_ledger_lives_in_dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    ledger = ResponseLedger()
+    try:
+        assert ledger.put_many([make_entry(1)]) == 1
+    finally:
+        ledger.get_backend().close()
+    assert (tmp_path / "home" / "ledger.sqlite").exists()
+
+
+def test_bare_ledger_without_dagster_home_uses_dot_dagster_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
     monkeypatch.chdir(tmp_path)
     ledger = ResponseLedger()
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from typing import Any, Literal
 
 import openai
@@ -12,9 +11,6 @@ import pytest
 from pydantic import BaseModel, Field
 
 from llm_assets.simulator import SimulatorServer, estimate_prompt_tokens
-
-# Loopback control calls must not go through a proxy from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class Verdict(BaseModel):
@@ -60,17 +56,6 @@ def submit(client: openai.OpenAI, lines: list[Any] | bytes, **metadata: str) -> 
     )
 
 
-def advance(sim: SimulatorServer, **body: Any) -> list[dict[str, Any]]:
-    request = urllib.request.Request(
-        f"{sim.url}/_simulator/batches/advance",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"content-type": "application/json"},
-    )
-    with _OPENER.open(request, timeout=10) as response:
-        return json.loads(response.read())["data"]
-
-
 def read_jsonl(client: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:
     if file_id is None:
         return []
@@ -100,7 +85,7 @@ def test_happy_path_steps_and_shuffled_schema_valid_output(
     batch = submit(client, lines, run="happy")
     assert (batch.status, batch.object, batch.model) == ("validating", "batch", "sim-small")
     assert batch.metadata == {"pipeline": "tests", "run": "happy"}
-    seen = [advance(manual, batch_id=batch.id)[0]["status"] for _ in range(3)]
+    seen = [manual.advance_batches(batch_id=batch.id)[0]["status"] for _ in range(3)]
     assert seen == ["in_progress", "finalizing", "completed"]
 
     done = client.batches.retrieve(batch.id)
@@ -137,7 +122,7 @@ def test_batch_lines_are_not_online_requests(
 ) -> None:
     lines = review_lines(8)
     batch = submit(client, lines)
-    advance(manual, to_end=True)
+    manual.advance_batches(to_end=True)
     output = read_jsonl(client, client.batches.retrieve(batch.id).output_file_id)
 
     stats = manual.stats()
@@ -182,7 +167,7 @@ def test_line_error_rate_fills_the_error_file(
     manual: SimulatorServer, client: openai.OpenAI
 ) -> None:
     batch = submit(client, review_lines(20), sim_line_error_rate="0.25")
-    advance(manual, to_end=True)
+    manual.advance_batches(to_end=True)
     done = client.batches.retrieve(batch.id)
     assert done.status == "completed" and done.request_counts is not None
     assert done.request_counts.model_dump() == {"completed": 15, "failed": 5, "total": 20}
@@ -209,7 +194,7 @@ def test_refused_bodies_and_markers_answer_per_line(
         chat_line("too-long", "hello", max_tokens=10**6),
     ]
     batch = submit(client, lines)
-    advance(manual, to_end=True)
+    manual.advance_batches(to_end=True)
     done = client.batches.retrieve(batch.id)
     assert done.request_counts is not None
     assert done.request_counts.model_dump() == {"completed": 2, "failed": 3, "total": 5}
@@ -229,7 +214,7 @@ def test_refused_bodies_and_markers_answer_per_line(
 @pytest.mark.timeout(60)
 def test_expired_batch_keeps_partial_output(manual: SimulatorServer, client: openai.OpenAI) -> None:
     batch = submit(client, review_lines(10), sim_outcome="expired", sim_partial_fraction="0.4")
-    assert [advance(manual)[0]["status"] for _ in range(2)] == ["in_progress", "expired"]
+    assert [manual.advance_batches()[0]["status"] for _ in range(2)] == ["in_progress", "expired"]
     done = client.batches.retrieve(batch.id)
     assert done.expired_at and done.completed_at is None
     assert done.request_counts is not None
@@ -244,10 +229,10 @@ def test_expired_batch_keeps_partial_output(manual: SimulatorServer, client: ope
 @pytest.mark.timeout(60)
 def test_cancel_moves_through_cancelling(manual: SimulatorServer, client: openai.OpenAI) -> None:
     batch = submit(client, review_lines(10))
-    advance(manual, batch_id=batch.id)
+    manual.advance_batches(batch_id=batch.id)
     cancelling = client.batches.cancel(batch.id)
     assert cancelling.status == "cancelling" and cancelling.cancelling_at
-    assert advance(manual, batch_id=batch.id)[0]["status"] == "cancelled"
+    assert manual.advance_batches(batch_id=batch.id)[0]["status"] == "cancelled"
     done = client.batches.retrieve(batch.id)
     assert done.cancelled_at and done.request_counts is not None
     assert done.request_counts.model_dump() == {"completed": 5, "failed": 0, "total": 10}
@@ -273,7 +258,7 @@ def test_invalid_input_file_fails_the_batch(manual: SimulatorServer, client: ope
     ).encode()
     batch = submit(client, data)
     assert batch.status == "validating"
-    assert advance(manual, batch_id=batch.id)[0]["status"] == "failed"
+    assert manual.advance_batches(batch_id=batch.id)[0]["status"] == "failed"
     failed = client.batches.retrieve(batch.id)
     assert failed.failed_at and failed.output_file_id is None and failed.errors is not None
     found = [(error.code, error.line, error.param) for error in failed.errors.data or []]
@@ -297,7 +282,7 @@ def test_file_level_problems(
 ) -> None:
     manual.configure(batch_max_lines=3)
     batch = submit(client, data)
-    advance(manual, batch_id=batch.id)
+    manual.advance_batches(batch_id=batch.id)
     failed = client.batches.retrieve(batch.id)
     assert failed.status == "failed" and failed.errors is not None
     assert [error.code for error in failed.errors.data or []] == [code]
@@ -364,7 +349,7 @@ def test_outcome_knob_and_metadata_override(manual: SimulatorServer, client: ope
     manual.configure(batch_outcome="failed")
     doomed = submit(client, review_lines(2))
     spared = submit(client, review_lines(2), sim_outcome="completed")
-    advance(manual, to_end=True)
+    manual.advance_batches(to_end=True)
     failed = client.batches.retrieve(doomed.id)
     assert failed.status == "failed" and failed.errors is not None
     assert [error.code for error in failed.errors.data or []] == ["simulated_failure"]

@@ -23,15 +23,9 @@ from starlette.types import Receive, Scope, Send
 
 from llm_assets.simulator import errors, parsing, responses
 from llm_assets.simulator.batches import BatchesAPI
+from llm_assets.simulator.chat import REFUSED, ChatCall, refusal
 from llm_assets.simulator.config import DEFAULT_MODELS, SimulatorConfig
-from llm_assets.simulator.content import ResponseFormatError, build_content, finish_answer
-from llm_assets.simulator.faults import (
-    Marker,
-    MarkerError,
-    choose_fault,
-    draw_latency_s,
-    find_marker,
-)
+from llm_assets.simulator.faults import Marker, choose_fault, draw_latency_s
 from llm_assets.simulator.limits import RateLimiter
 from llm_assets.simulator.parsing import InvalidRequest
 from llm_assets.simulator.responses import (
@@ -42,7 +36,7 @@ from llm_assets.simulator.responses import (
     json_response,
 )
 from llm_assets.simulator.stats import SimulatorStats
-from llm_assets.simulator.tokens import estimate_prompt_tokens, estimate_tokens
+from llm_assets.simulator.tokens import estimate_tokens
 from llm_assets.simulator.vectors import embed, to_base64
 
 
@@ -108,49 +102,36 @@ class SimulatorApp:
         now = time.monotonic()
         try:
             body = parsing.parse_body(await request.body())
-            model = parsing.require_model(body)
-            messages = parsing.chat_messages(body)
-            max_tokens = parsing.completion_budget(body)
-            user_text = parsing.last_user_text(messages)
-            marker = find_marker(user_text)
-            response_format = body.get("response_format")
-            content_rng = random.Random(parsing.digest([model, messages, response_format]))
-            content = build_content(response_format, user_text, content_rng)
-        except (InvalidRequest, MarkerError, ResponseFormatError) as exc:
-            param = getattr(exc, "param", None) or (
-                "response_format" if isinstance(exc, ResponseFormatError) else "messages"
-            )
-            return self._refuse(400, errors.invalid_request(str(exc), param), key, now)
+            call = ChatCall.read(body)
+        except REFUSED as exc:
+            return self._refuse(400, refusal(exc), key, now)
         body_hash = parsing.digest(body)
         if body_hash in self.stats.answered:
             self.stats.duplicate_requests += 1
-        self.models_seen.setdefault(model)
-        prompt_tokens = estimate_prompt_tokens(messages)
-        context_window = self.config.context_window_for(model)
+        self.models_seen.setdefault(call.model)
+        context_window = self.config.context_window_for(call.model)
         if self.config.insufficient_quota:
             return self._refuse(429, errors.insufficient_quota(), key, now)
-        if prompt_tokens + (max_tokens or 0) > context_window:
-            error = errors.context_length_exceeded(context_window, prompt_tokens, max_tokens or 0)
+        if call.tokens_asked > context_window:
+            error = errors.context_length_exceeded(
+                context_window, call.prompt_tokens, call.max_tokens or 0
+            )
             return self._refuse(400, error, key, now)
-        admitted = self._admit(key, model, prompt_tokens + (max_tokens or 0), now)
+        admitted = self._admit(key, call.model, call.tokens_asked, now)
         if isinstance(admitted, Response):
             return admitted
-        fault = await self._fault_and_delay(body_hash, marker, chat=True)
+        fault = await self._fault_and_delay(body_hash, call.marker, chat=True)
         if fault in ("500", "503", "disconnect"):
             return self._transport_fault(fault, admitted)
         if fault == "context_length":
             error = errors.context_length_exceeded(context_window, context_window + 1, 0)
             return json_response(error, 400, admitted)
-        answer = finish_answer(content, fault, max_tokens)
-        completion_tokens = estimate_tokens(answer.content or answer.refusal or "")
+        reply, completion_tokens = call.reply(admitted["x-request-id"], fault)
         self.stats.chat_completions += 1
-        self.stats.prompt_tokens += prompt_tokens
+        self.stats.prompt_tokens += call.prompt_tokens
         self.stats.completion_tokens += completion_tokens
         self.stats.answered.add(body_hash)
-        body = responses.chat_completion(
-            admitted["x-request-id"], model, answer, prompt_tokens, completion_tokens
-        )
-        return json_response(body, headers=admitted)
+        return json_response(reply, headers=admitted)
 
     async def embeddings(self, request: Request) -> Response:
         """``POST /v1/embeddings``."""

@@ -6,14 +6,12 @@ Routes: ``POST /v1/batches``, ``GET /v1/batches`` (``limit``, ``after``; newest 
 
 Progression: ``validating -> in_progress -> finalizing -> completed``, one step per third of
 ``batch_auto_complete_s`` (knob, 3 s by default; metadata ``sim_complete_after_s`` overrides
-it per batch), evaluated whenever a batch route is called. An invalid input file
-makes the first step end in ``failed``, with ``errors`` as OpenAI reports them
-(``invalid_json_line``, ``missing_required_parameter``, ``duplicate_custom_id``,
-``url_mismatch``, ``model_mismatch``, ``empty_file``, ``too_many_tasks``). A cancelled batch
-is ``cancelling`` until its next step, then ``cancelled``. For deterministic tests set
-``batch_auto_complete_s=0`` (only ``advance`` moves batches) and post to ``advance``: ``{}``
-moves every live batch one step, ``{"to_end": true}`` to its end, ``{"batch_id": ...,
-"steps": 2}`` one batch two steps.
+it per batch), evaluated whenever a batch route is called. An invalid input file makes the
+first step end in ``failed``, with ``errors`` as OpenAI reports them (``batch_input`` checks
+the file). A cancelled batch is ``cancelling`` until its next step, then ``cancelled``. For
+deterministic tests set ``batch_auto_complete_s=0`` (only ``advance`` moves batches) and post
+to ``advance``, or call ``SimulatorServer.advance_batches``: ``{}`` moves every live batch one
+step, ``{"to_end": true}`` to its end, ``{"batch_id": ..., "steps": 2}`` one batch two steps.
 
 Outcomes, per batch through ``metadata`` (string values, as OpenAI requires) or for every batch
 through the config: ``sim_outcome`` / ``batch_outcome`` (``completed``, ``expired``,
@@ -33,7 +31,7 @@ Successful lines go to the output file in shuffled order. ``/_simulator/reset`` 
 counters and keeps batches and files.
 
 Examples:
-    >>> import io, json, openai, urllib.request
+    >>> import io, json, openai
     >>> from llm_assets.simulator import SimulatorConfig, SimulatorServer
     >>> line = {"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions",
     ...         "body": {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}]}}
@@ -43,9 +41,7 @@ Examples:
     ...                                  purpose="batch")
     ...     batch = client.batches.create(input_file_id=source.id, completion_window="24h",
     ...                                   endpoint="/v1/chat/completions")
-    ...     advance = urllib.request.Request(
-    ...         f"{sim.url}/_simulator/batches/advance", data=b'{"to_end": true}', method="POST")
-    ...     _ = urllib.request.urlopen(advance).read()
+    ...     _ = sim.advance_batches(to_end=True)
     ...     client.batches.retrieve(batch.id).request_counts
     BatchRequestCounts(completed=1, failed=0, total=1)
 """
@@ -57,25 +53,21 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llm_assets.simulator import errors, parsing, responses
+from llm_assets.simulator import errors, parsing
+from llm_assets.simulator.batch_input import BatchJob, batch_error, new_job
+from llm_assets.simulator.chat import answer_chat
 from llm_assets.simulator.config import SimulatorConfig
-from llm_assets.simulator.content import ResponseFormatError, build_content, finish_answer
-from llm_assets.simulator.faults import MarkerError, find_marker
 from llm_assets.simulator.files import Authenticate, FilesAPI
 from llm_assets.simulator.parsing import InvalidRequest
 from llm_assets.simulator.responses import json_response
-from llm_assets.simulator.tokens import estimate_prompt_tokens, estimate_tokens
 
-ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-_OUTCOMES = ("completed", "expired", "failed")
 _UNFINISHED = {
     "expired": (
         "batch_expired",
@@ -86,23 +78,6 @@ _UNFINISHED = {
         "This request was not executed because the batch was cancelled.",
     ),
 }
-_MAX_ERRORS_LISTED = 100
-
-
-@dataclass
-class BatchJob:
-    """One batch: its OpenAI object plus what the simulator needs to run it."""
-
-    data: dict[str, Any]
-    requests: list[dict[str, Any]]
-    problems: list[dict[str, Any]]
-    outcome: str
-    line_error_rate: float
-    partial_fraction: float
-    step_s: float | None
-    next_step_at: float | None
-    seed: str
-    cancelled_from: str | None = None
 
 
 class BatchesAPI:
@@ -154,18 +129,7 @@ class BatchesAPI:
         config = self._config()
         try:
             body = parsing.parse_body(await request.body())
-            for name, allowed in (("endpoint", ENDPOINT), ("completion_window", "24h")):
-                if body.get(name) != allowed:
-                    raise InvalidRequest(f"'{name}' must be '{allowed}' in the simulator", name)
-            file_id = body.get("input_file_id")
-            source = self.files.files.get(file_id) if isinstance(file_id, str) else None
-            if source is None or source.purpose != "batch":
-                message = (
-                    f"No batch input file with id {file_id!r}; upload one with purpose='batch'"
-                )
-                raise InvalidRequest(message, "input_file_id")
-            metadata = _metadata(body.get("metadata"))
-            job = _new_job(config, source.id, source.data, metadata)
+            job = new_job(config, body, self.files.files)
         except InvalidRequest as exc:
             return json_response(errors.invalid_request(str(exc), exc.param), 400)
         if config.insufficient_quota:
@@ -271,7 +235,7 @@ class BatchesAPI:
         status = data["status"]
         if status == "validating":
             problems = job.problems or (
-                [_problem("simulated_failure", "Failed on purpose (sim_outcome=failed).")]
+                [batch_error("simulated_failure", "Failed on purpose (sim_outcome=failed).")]
                 if job.outcome == "failed"
                 else []
             )
@@ -341,208 +305,5 @@ class BatchesAPI:
         }
 
 
-def answer_chat(
-    body: dict[str, Any], config: SimulatorConfig, request_id: str
-) -> tuple[int, dict[str, Any], int, int]:
-    """Answer one chat request exactly as ``POST /v1/chat/completions`` would, minus admission.
-
-    No rate limit, latency, random fault or counter applies; a ``[[sim:NAME]]`` marker does.
-
-    Args:
-        body: The request body of one batch line.
-        config: Current knobs (context windows).
-        request_id: The line's request id; the completion id derives from it.
-
-    Returns:
-        ``(status_code, response_body, prompt_tokens, completion_tokens)``; tokens are 0
-        unless the status is 200.
-    """
-    try:
-        model = parsing.require_model(body)
-        messages = parsing.chat_messages(body)
-        max_tokens = parsing.completion_budget(body)
-        user_text = parsing.last_user_text(messages)
-        marker = find_marker(user_text)
-        response_format = body.get("response_format")
-        content_rng = random.Random(parsing.digest([model, messages, response_format]))
-        content = build_content(response_format, user_text, content_rng)
-    except (InvalidRequest, MarkerError, ResponseFormatError) as exc:
-        param = getattr(exc, "param", None) or (
-            "response_format" if isinstance(exc, ResponseFormatError) else "messages"
-        )
-        return 400, errors.invalid_request(str(exc), param), 0, 0
-    fault = marker.name if marker is not None else None
-    prompt_tokens = estimate_prompt_tokens(messages)
-    window = config.context_window_for(model)
-    if fault == "context_length" or prompt_tokens + (max_tokens or 0) > window:
-        asked = window + 1 if fault == "context_length" else prompt_tokens
-        error = errors.context_length_exceeded(window, asked, 0 if fault else max_tokens or 0)
-        return 400, error, 0, 0
-    if fault in ("500", "503", "disconnect"):
-        status = 503 if fault == "503" else 500
-        return status, errors.server_error(status), 0, 0
-    answer = finish_answer(content, fault, max_tokens)
-    completion_tokens = estimate_tokens(answer.content or answer.refusal or "")
-    reply = responses.chat_completion(request_id, model, answer, prompt_tokens, completion_tokens)
-    return 200, reply, prompt_tokens, completion_tokens
-
-
-def read_input(data: bytes, max_lines: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Validate a batch input file as OpenAI does before running it.
-
-    Args:
-        data: The JSONL file; blank lines are skipped, line numbers count from 1.
-        max_lines: Most requests allowed (knob ``batch_max_lines``).
-
-    Returns:
-        ``(requests, problems)``: ``{"custom_id", "body"}`` per valid line, and OpenAI
-        ``BatchError`` dicts (at most 100); any problem fails the batch.
-
-    Examples:
-        >>> read_input(b'{"custom_id": "a"}', 10)[1][0]["message"]
-        "Missing required parameter: 'method'."
-    """
-    numbered = [
-        (number, text)
-        for number, text in enumerate(data.decode("utf-8", "replace").splitlines(), 1)
-        if text.strip()
-    ]
-    if not numbered:
-        return [], [_problem("empty_file", "The batch input file is empty.")]
-    if len(numbered) > max_lines:
-        message = (
-            f"The batch input file has {len(numbered)} requests, more than the maximum of "
-            f"{max_lines}; split the requests over several batches."
-        )
-        return [], [_problem("too_many_tasks", message)]
-    requests: list[dict[str, Any]] = []
-    problems: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    models: list[str] = []
-    for number, text in numbered:
-        try:
-            item = json.loads(text)
-        except ValueError:
-            item = None
-        problem = _check_line(item, seen, models)
-        if problem is not None:
-            problems.append(_problem(*problem, line=number))
-            continue
-        seen.add(item["custom_id"])
-        requests.append({"custom_id": item["custom_id"], "body": item["body"]})
-    return requests, problems[:_MAX_ERRORS_LISTED]
-
-
-def _check_line(item: Any, seen: set[str], models: list[str]) -> tuple[str, ...] | None:
-    """Return ``(code, message[, param])`` for an invalid line, else None."""
-    if not isinstance(item, dict):
-        return "invalid_json_line", "This line is not parseable as valid JSON."
-    for name in ("custom_id", "method", "url", "body"):
-        if name not in item:
-            return "missing_required_parameter", f"Missing required parameter: '{name}'.", name
-    custom_id, body = item["custom_id"], item["body"]
-    if not isinstance(custom_id, str) or not custom_id:
-        return "invalid_value", "'custom_id' must be a non-empty string.", "custom_id"
-    if custom_id in seen:
-        message = (
-            "The custom_id for this request is a duplicate of another request. The custom_id "
-            "parameter must be unique for each request in a batch."
-        )
-        return "duplicate_custom_id", message, "custom_id"
-    if item["method"] != "POST":
-        return "invalid_value", "Only the POST method is supported in a batch.", "method"
-    if item["url"] != ENDPOINT:
-        message = f"The provided URL for this request does not match the batch endpoint {ENDPOINT}."
-        return "url_mismatch", message, "url"
-    if not isinstance(body, dict):
-        return "invalid_value", "'body' must be a JSON object.", "body"
-    model = body.get("model")
-    if isinstance(model, str):
-        if not models:
-            models.append(model)
-        if model != models[0]:
-            message = f"Model '{model}' differs from '{models[0]}'; use one model per batch."
-            return "model_mismatch", message, "body.model"
-    return None
-
-
 def _jsonl(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
-def _problem(
-    code: str, message: str, param: str | None = None, *, line: int | None = None
-) -> dict[str, Any]:
-    return {"code": code, "message": message, "param": param, "line": line}
-
-
-def _metadata(value: Any) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not (
-        isinstance(value, dict)
-        and len(value) <= 16
-        and all(isinstance(k, str) and len(k) <= 64 for k in value)
-        and all(isinstance(v, str) and len(v) <= 512 for v in value.values())
-    ):
-        message = "'metadata' must map at most 16 keys (<= 64 chars) to strings (<= 512 chars)"
-        raise InvalidRequest(message, "metadata")
-    return value
-
-
-def _number(metadata: dict[str, str], key: str, default: float, upper: float = 1.0) -> float:
-    if key not in metadata:
-        return default
-    try:
-        value = float(metadata[key])
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= upper:
-        raise InvalidRequest(f"metadata {key} must be a number from 0 to {upper:g}", "metadata")
-    return value
-
-
-def _new_job(
-    config: SimulatorConfig, file_id: str, data: bytes, metadata: dict[str, str] | None
-) -> BatchJob:
-    meta = metadata or {}
-    outcome = meta.get("sim_outcome", config.batch_outcome)
-    if outcome not in _OUTCOMES:
-        raise InvalidRequest(f"metadata sim_outcome must be one of {_OUTCOMES}", "metadata")
-    complete_after_s = _number(
-        meta, "sim_complete_after_s", config.batch_auto_complete_s, upper=86_400
-    )
-    requests, problems = read_input(data, config.batch_max_lines)
-    now, step_s = int(time.time()), complete_after_s / 3 or None
-    models = [r["body"].get("model") for r in requests if isinstance(r["body"].get("model"), str)]
-    batch: dict[str, Any] = {
-        "id": f"batch_{uuid.uuid4().hex}",
-        "object": "batch",
-        "endpoint": ENDPOINT,
-        "model": models[0] if models else None,
-        "input_file_id": file_id,
-        "completion_window": "24h",
-        "status": "validating",
-        "output_file_id": None,
-        "error_file_id": None,
-        "errors": None,
-        "created_at": now,
-        "expires_at": now + 86_400,
-        "request_counts": {"total": 0, "completed": 0, "failed": 0},
-        "metadata": metadata,
-        "usage": None,
-    }
-    for stage in ("in_progress", "finalizing", "completed", "failed", "expired", "cancelling"):
-        batch[f"{stage}_at"] = None
-    batch["cancelled_at"] = None
-    return BatchJob(
-        data=batch,
-        requests=requests,
-        problems=problems,
-        outcome=outcome,
-        line_error_rate=_number(meta, "sim_line_error_rate", config.batch_line_error_rate),
-        partial_fraction=_number(meta, "sim_partial_fraction", config.batch_partial_fraction),
-        step_s=step_s,
-        next_step_at=None if step_s is None else time.monotonic() + step_s,
-        seed=parsing.digest([config.seed, [r["custom_id"] for r in requests]]),
-    )

@@ -1,8 +1,8 @@
 """Running the simulator: in a daemon thread (tests) or in a child process (benchmarks, demo).
 
 Both runners expose the same small API (``url``, ``base_url``, ``stats()``, ``configure()``,
-``reset()``, context-manager use), implemented over HTTP so that it behaves identically
-whichever side of a process boundary the server lives on.
+``reset()``, ``advance_batches()``, context-manager use), implemented over HTTP so that it
+behaves identically whichever side of a process boundary the server lives on.
 
 A port another process already listens on raises ``PortInUseError`` (an ``OSError``) from
 ``start()`` of either runner, with a sentence that names the port and the fix.
@@ -41,7 +41,7 @@ from llm_assets.simulator.binding import (
 )
 from llm_assets.simulator.config import SimulatorConfig
 
-_START_TIMEOUT_S = 15.0
+_START_TIMEOUT_S = 60.0  # the child imports dagster: seconds on a loaded machine
 _STOP_TIMEOUT_S = 5.0
 _BANNER_URL = re.compile(r"listening on (http://\S+?)(?=[\s,;]|$)")
 # Loopback control calls must never be routed through an HTTP proxy from the environment.
@@ -80,7 +80,7 @@ def url_for(sock: socket.socket) -> str:
 
 
 class _HttpControl(ABC):
-    """``stats`` / ``configure`` / ``reset`` over the simulator's control plane."""
+    """``stats`` / ``configure`` / ``reset`` / ``advance_batches`` over the control plane."""
 
     url: str = ""
 
@@ -100,6 +100,14 @@ class _HttpControl(ABC):
     def reset(self) -> None:
         """Zero counters and rate windows; the config is kept."""
         self._call("POST", "/_simulator/reset", {})
+
+    def advance_batches(self, **body: Any) -> list[dict[str, Any]]:
+        """Move batches on (``POST /_simulator/batches/advance``); return the batches moved.
+
+        No argument moves every live batch one step; ``batch_id`` picks one batch, ``steps``
+        takes several steps and ``to_end=True`` runs to the end.
+        """
+        return self._call("POST", "/_simulator/batches/advance", body)["data"]
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         if not self.url:

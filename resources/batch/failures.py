@@ -19,7 +19,8 @@ from llm_assets.resources.errors import (
     ProviderError,
     QuotaExhausted,
 )
-from llm_assets.resources.llm.breaker import error_code, error_message, systemic_failure
+from llm_assets.resources.llm.breaker import systemic_failure
+from llm_assets.resources.llm.failures import error_code, error_message
 from llm_assets.resources.settings import mask_url
 
 

@@ -38,7 +38,7 @@ import socket
 import ssl
 import time
 from collections import Counter
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -46,6 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from llm_assets.resources.errors import EndpointUnreachable
+from llm_assets.resources.llm.failures import error_code, error_message
 
 SYSTEMIC_STATUS = frozenset({500, 502, 503, 504})
 
@@ -77,28 +78,6 @@ class SystemicFailure:
 
     def __str__(self) -> str:
         return f"{self.kind} ({self.detail})" if self.detail else self.kind
-
-
-def error_code(exc: openai.APIStatusError) -> str | None:
-    """The provider's error code (or type) from an error body, if it has one."""
-    inner = _error_object(exc)
-    code = inner.get("code") or inner.get("type") if inner else None
-    return str(code) if code else None
-
-
-def error_message(exc: openai.APIStatusError) -> str:
-    """The provider's error message from an error body, else the exception's text."""
-    inner = _error_object(exc)
-    return str(inner["message"]) if inner and inner.get("message") else str(exc)
-
-
-def _error_object(exc: openai.APIStatusError) -> Mapping[str, object] | None:
-    body = exc.body
-    if isinstance(body, Mapping):
-        inner = body.get("error", body)
-        if isinstance(inner, Mapping):
-            return inner
-    return None
 
 
 def systemic_failure(exc: BaseException) -> SystemicFailure | None:

@@ -5,7 +5,7 @@ retried, how long to wait and what counts against the rate limit. Transient fail
 409, 429, 5xx, connection errors, timeouts) are retried with exponential backoff and jitter,
 waiting at least what ``retry-after`` asks; permanent failures end the row (400, 422) or the
 whole step (401, 403, 404, ``insufficient_quota``) at once, so a bad key never becomes a
-retry storm.
+retry storm; ``failures`` sorts them.
 
 A dead or failing endpoint stops the step with one ``EndpointUnreachable`` naming the endpoint
 and the root cause, instead of failing every row after every retry. The circuit breaker
@@ -18,7 +18,6 @@ flight finish and are reported (a success is still recorded), and ``run()`` rais
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import time
@@ -26,46 +25,15 @@ from collections.abc import Callable, Iterable, Mapping
 
 import openai
 
-from llm_assets.resources.errors import (
-    AuthenticationFailed,
-    ModelNotFound,
-    ProviderError,
-    QuotaExhausted,
-)
-from llm_assets.resources.llm.breaker import (
-    CircuitBreaker,
-    SystemicFailure,
-    error_code,
-    error_message,
-    systemic_failure,
-)
+from llm_assets.resources.errors import ProviderError
+from llm_assets.resources.llm.breaker import CircuitBreaker, SystemicFailure, systemic_failure
+from llm_assets.resources.llm.failures import classify_status, parse_retry_after
 from llm_assets.resources.llm.pricing import ModelPrice, cost_usd
 from llm_assets.resources.llm.types import ChatRequest, ChatResult, EngineStats
 from llm_assets.resources.ratelimit import RateLimiter, UnlimitedRateLimiter
 
 ResultCallback = Callable[[ChatResult], None]
 ProgressCallback = Callable[[EngineStats, int], None]
-
-TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-
-
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Reads ``retry-after-ms`` or ``retry-after`` (seconds) from response headers.
-
-    Examples:
-        >>> parse_retry_after({"retry-after": "1.5"})
-        1.5
-        >>> parse_retry_after({"retry-after-ms": "250"})
-        0.25
-    """
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = lowered.get(name)
-        if value is None:
-            continue
-        with contextlib.suppress(ValueError):
-            return max(0.0, float(value) * scale)
-    return None
 
 
 class ChatEngine:
@@ -221,7 +189,7 @@ class ChatEngine:
             except openai.APIStatusError as exc:
                 headers = dict(exc.response.headers)
                 self._limiter.observe(headers, used_tokens=est_tokens, est_tokens=est_tokens)
-                failure = self._classify_status(request, exc, attempts)
+                failure = classify_status(exc, request, attempts, base_url=self._base_url)
                 if failure is not None:
                     return failure
                 retry_after = parse_retry_after(headers)
@@ -295,55 +263,6 @@ class ChatEngine:
             cost_usd=cost_usd(model, input_tokens, output_tokens, self._prices),
             latency_s=latency,
             attempts=attempts,
-        )
-
-    def _classify_status(
-        self, request: ChatRequest, exc: openai.APIStatusError, attempts: int
-    ) -> ChatResult | None:
-        """Returns a row failure, raises a step failure, or returns None for a retry."""
-        status = exc.status_code
-        code = error_code(exc)
-        headers = dict(exc.response.headers)
-        if status in (401, 403):
-            raise AuthenticationFailed(
-                f"the LLM endpoint {self._base_url} rejected the API key (HTTP {status}"
-                f"{', ' + code if code else ''}). Set a valid key in the environment variable "
-                "that LLMResource.api_key reads (dg.EnvVar('OPENAI_API_KEY') by default) and "
-                "check that it may use this model; nothing was retried.",
-                status_code=status,
-                code=code,
-                headers=headers,
-            )
-        if status == 429 and code == "insufficient_quota":
-            raise QuotaExhausted(
-                f"the LLM endpoint {self._base_url} reports insufficient_quota: the account "
-                "has no credit left. Add credit or raise the project's spend limit, then "
-                "re-materialize; rows already answered are kept. Nothing was retried.",
-                status_code=status,
-                code=code,
-                headers=headers,
-            )
-        if status == 404:
-            model = request.body.get("model")
-            raise ModelNotFound(
-                f"the LLM endpoint {self._base_url} does not know model '{model}' (HTTP 404). "
-                "Set `model` on the task or LLMResource to one the endpoint serves "
-                "(GET /v1/models lists them).",
-                status_code=status,
-                code=code,
-                headers=headers,
-            )
-        if status in TRANSIENT_STATUS:
-            return None
-        error_class = (
-            "context_length_exceeded" if code == "context_length_exceeded" else ("bad_request")
-        )
-        return ChatResult(
-            key=request.key,
-            ok=False,
-            attempts=attempts,
-            error_class=error_class,
-            error=f"HTTP {status} {code or ''}: {error_message(exc)}".strip(),
         )
 
     def _exhausted(
