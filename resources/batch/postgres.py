@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
-import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
@@ -16,41 +15,25 @@ from llm_assets.resources.batch.records import (
     HARVESTED,
     BatchRecord,
     Claim,
-    check_update_state,
     scope_of,
 )
 from llm_assets.resources.batch.store import (
     COLUMNS,
+    LIVE,
     BatchStore,
     record_to_row,
     row_to_record,
 )
-from llm_assets.resources.ledger import ConnectionPool, LedgerUnavailableError
-from llm_assets.resources.settings import mask_url, postgres_dsn, scrub
+from llm_assets.resources.ledger import PostgresDatabase
+from llm_assets.resources.settings import mask_url
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Cursor: TypeAlias = psycopg2.extensions.cursor
-
-_ATTEMPTS = 3
-_LIVE = f"state <> '{HARVESTED}'"
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _close(conn: psycopg2.extensions.connection) -> None:
-    conn.close()
 
 
 def _to_record(row: Sequence[Any]) -> BatchRecord:
     return row_to_record(row, row[11].astimezone(UTC), row[12].astimezone(UTC))
-
-
-class _ConnectionDroppedError(Exception):
-    """Internal: the connection died mid-transaction; the cause holds the driver error."""
 
 
 class PostgresBatchStore(BatchStore):
@@ -77,73 +60,31 @@ class PostgresBatchStore(BatchStore):
             store.close()
     """
 
+    _PARAM = "%s"
+
     def __init__(self, url: str, *, schema: str = "llm_assets", max_idle_connections: int = 2):
-        self._url = url
-        self._dsn = postgres_dsn(url)
-        self.schema = schema
-        self.batches = f"{_quote_ident(schema)}.batches"
-        self.claims = f"{_quote_ident(schema)}.batch_claims"
-        self._pool: ConnectionPool[psycopg2.extensions.connection] = ConnectionPool(
-            self._connect, _close, max_idle=max_idle_connections
+        # Every operation is safe to run again, as `PostgresDatabase.run` needs: inserts skip
+        # existing batch ids, and a claim retried by its own run succeeds over the claim the
+        # first try may have committed.
+        self._db = PostgresDatabase(
+            url,
+            schema=schema,
+            name="batch store",
+            application_name="llm-assets-batches",
+            max_idle_connections=max_idle_connections,
+            logger=logger,
         )
+        self.schema = schema
+        self.batches = self._db.table("batches")
+        self.claims = self._db.table("batch_claims")
         self._create_schema()
         logger.debug("opened PostgreSQL batch store %s (%s)", mask_url(url), self.batches)
 
     def __repr__(self) -> str:
-        return f"PostgresBatchStore({mask_url(self._url)!r}, schema={self.schema!r})"
-
-    def _connect(self) -> psycopg2.extensions.connection:
-        try:
-            defaults = {"application_name": "llm-assets-batches", "connect_timeout": "10"}
-            options = {k: v for k, v in defaults.items() if f"{k}=" not in self._dsn}
-            conn = psycopg2.connect(self._dsn, **options)
-            with conn.cursor() as cur:
-                cur.execute("SET TIME ZONE 'UTC'")
-            conn.commit()
-        except psycopg2.Error as exc:
-            message = scrub(str(exc).strip(), self._url)
-            raise LedgerUnavailableError(
-                f"cannot connect to the PostgreSQL batch store at {mask_url(self._url)}: {message}"
-            ) from None
-        return conn
-
-    def _run(self, work: Callable[[Cursor], T]) -> T:
-        """Run ``work`` in one transaction, retrying deadlocks and dropped connections.
-
-        Every operation is safe to run again: inserts skip existing batch ids, and a claim
-        retried by its own run succeeds over the claim the first try may have committed.
-        """
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                return self._run_once(work)
-            except (psycopg2.extensions.TransactionRollbackError, _ConnectionDroppedError) as exc:
-                if attempt == _ATTEMPTS:
-                    raise (exc.__cause__ or exc) from None
-                logger.warning("batch store transaction failed (%s); retrying", type(exc).__name__)
-        raise AssertionError("unreachable")
-
-    def _run_once(self, work: Callable[[Cursor], T]) -> T:
-        with self._pool.connection() as conn:
-            try:
-                with conn.cursor() as cur:
-                    result = work(cur)
-                conn.commit()
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-                rolled_back = isinstance(exc, psycopg2.extensions.TransactionRollbackError)
-                if conn.closed and not rolled_back:
-                    raise _ConnectionDroppedError from exc
-                raise
-        return result
+        return f"PostgresBatchStore({mask_url(self._db.url)!r}, schema={self.schema!r})"
 
     def _create_schema(self) -> None:
         def create(cur: Cursor) -> None:
-            cur.execute("SELECT to_regclass(%s), to_regclass(%s)", (self.batches, self.claims))
-            if None not in cur.fetchone():
-                return
-            # Two sessions racing on CREATE ... IF NOT EXISTS can still hit a unique violation
-            # in the catalog; the lock makes the second wait and then find the tables.
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"batches:{self.batches}",))
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(self.schema)}")
             cur.execute(
                 f"""
                 CREATE TABLE IF NOT EXISTS {self.batches} (
@@ -171,7 +112,7 @@ class PostgresBatchStore(BatchStore):
             )
             cur.execute(
                 f"CREATE INDEX IF NOT EXISTS batches_live ON {self.batches} (updated_at) "
-                f"WHERE {_LIVE}"
+                f"WHERE {LIVE}"
             )
             cur.execute(
                 f"""
@@ -188,7 +129,7 @@ class PostgresBatchStore(BatchStore):
                 """
             )
 
-        self._run(create)
+        self._db.create_schema([self.batches, self.claims], f"batches:{self.batches}", create)
 
     def claim(
         self,
@@ -219,18 +160,16 @@ class PostgresBatchStore(BatchStore):
                 return None
             # Checked after taking the claim row: a submitter that recorded its batches and
             # released its claim just now has committed both, and this statement sees them.
-            cur.execute(f"SELECT 1 FROM {self.batches} WHERE scope = %s AND {_LIVE}", (scope,))
+            cur.execute(f"SELECT 1 FROM {self.batches} WHERE scope = %s AND {LIVE}", (scope,))
             if cur.fetchone() is not None:
                 cur.connection.rollback()
                 return None
             expires_at = taken[0].astimezone(UTC)
             return Claim(asset_key, partition_key, task_version, run_id, token, expires_at)
 
-        return self._run(take)
+        return self._db.run(take)
 
-    def record(self, claim: Claim, records: Sequence[BatchRecord]) -> None:
-        """Store the submitted batches of ``claim`` and release it."""
-        claim.check_records(records)
+    def _record(self, claim: Claim, records: Sequence[BatchRecord]) -> None:
         rows = [record_to_row(r, r.created_at, r.updated_at) for r in records]
 
         def store(cur: Cursor) -> None:
@@ -243,11 +182,11 @@ class PostgresBatchStore(BatchStore):
                 )
             self._release(cur, claim)
 
-        self._run(store)
+        self._db.run(store)
 
     def release(self, claim: Claim) -> None:
         """Give up ``claim`` without recording anything (the submission failed)."""
-        self._run(lambda cur: self._release(cur, claim))
+        self._db.run(lambda cur: self._release(cur, claim))
 
     def _release(self, cur: Cursor, claim: Claim) -> None:
         cur.execute(
@@ -259,56 +198,23 @@ class PostgresBatchStore(BatchStore):
         cur.execute(f"SELECT run_id FROM {self.claims} WHERE scope = %s", (claim.scope,))
         holder = cur.fetchone()
         if holder is not None:
-            logger.warning(
-                "the claim of run %s on %s lapsed and run %s claimed it since; batches for "
-                "this scope may have been submitted twice",
-                claim.run_id,
-                claim.scope,
-                holder[0],
-            )
-
-    def get(self, batch_id: str) -> BatchRecord | None:
-        """Return the record of ``batch_id``, or None."""
-        rows = self._select("WHERE batch_id = %s", (batch_id,))
-        return rows[0] if rows else None
-
-    def live_for(
-        self, asset_key: str, partition_key: str | None, task_version: str
-    ) -> list[BatchRecord]:
-        """Return the scope's batches not yet harvested, oldest submission first."""
-        scope = scope_of(asset_key, partition_key, task_version)
-        where = f"WHERE scope = %s AND {_LIVE} ORDER BY created_at, batch_id"
-        return self._select(where, (scope,))
-
-    def history_for(
-        self, asset_key: str, partition_key: str | None, task_version: str
-    ) -> list[BatchRecord]:
-        """Return every batch of the scope, harvested ones too, oldest submission first."""
-        scope = scope_of(asset_key, partition_key, task_version)
-        return self._select("WHERE scope = %s ORDER BY created_at, batch_id", (scope,))
-
-    def live(self, limit: int = 100) -> list[BatchRecord]:
-        """Return up to ``limit`` batches not yet harvested, least recently updated first."""
-        return self._select(f"WHERE {_LIVE} ORDER BY updated_at, batch_id LIMIT %s", (limit,))
+            self._warn_lapsed(claim, holder[0])
 
     def _select(self, where: str, params: tuple[object, ...]) -> list[BatchRecord]:
         def fetch(cur: Cursor) -> list[BatchRecord]:
             cur.execute(f"SELECT {COLUMNS} FROM {self.batches} {where}", params)
             return [_to_record(row) for row in cur.fetchall()]
 
-        return self._run(fetch)
+        return self._db.run(fetch)
 
-    def update(
+    def _update(
         self,
         batch_id: str,
-        *,
         state: str,
-        output_file_id: str | None = None,
-        error_file_id: str | None = None,
-        error: str | None = None,
+        output_file_id: str | None,
+        error_file_id: str | None,
+        error: str | None,
     ) -> bool:
-        """Record what OpenAI reports about a batch; ``None`` fields keep their stored value."""
-        check_update_state(state)
         params = (state, output_file_id, error_file_id, error, datetime.now(UTC), batch_id)
 
         def change(cur: Cursor) -> bool:
@@ -316,12 +222,12 @@ class PostgresBatchStore(BatchStore):
                 f"UPDATE {self.batches} SET state = %s, "
                 "output_file_id = COALESCE(%s, output_file_id), "
                 "error_file_id = COALESCE(%s, error_file_id), error = COALESCE(%s, error), "
-                f"updated_at = %s WHERE batch_id = %s AND {_LIVE}",
+                f"updated_at = %s WHERE batch_id = %s AND {LIVE}",
                 params,
             )
             return cur.rowcount > 0
 
-        return self._run(change)
+        return self._db.run(change)
 
     def mark_harvested(self, batch_id: str) -> bool:
         """Mark the batch's results as recorded in the ledger."""
@@ -329,13 +235,13 @@ class PostgresBatchStore(BatchStore):
         def harvest(cur: Cursor) -> bool:
             cur.execute(
                 f"UPDATE {self.batches} SET state = %s, updated_at = %s "
-                f"WHERE batch_id = %s AND {_LIVE}",
+                f"WHERE batch_id = %s AND {LIVE}",
                 (HARVESTED, datetime.now(UTC), batch_id),
             )
             return cur.rowcount > 0
 
-        return self._run(harvest)
+        return self._db.run(harvest)
 
     def close(self) -> None:
         """Close every connection; the store cannot be used afterwards."""
-        self._pool.close()
+        self._db.close()

@@ -5,28 +5,25 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from llm_assets.resources.batch.records import (
     HARVESTED,
     BatchRecord,
     Claim,
-    check_update_state,
     scope_of,
 )
 from llm_assets.resources.batch.store import (
     COLUMN_COUNT,
     COLUMNS,
+    LIVE,
     BatchStore,
     record_to_row,
     row_to_record,
 )
-from llm_assets.resources.ledger import ConnectionPool, LedgerUnavailableError
+from llm_assets.resources.ledger import SQLiteDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +49,7 @@ _SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS batches_scope ON batches (scope, created_at)",
-    f"CREATE INDEX IF NOT EXISTS batches_live ON batches (updated_at) WHERE state <> '{HARVESTED}'",
+    f"CREATE INDEX IF NOT EXISTS batches_live ON batches (updated_at) WHERE {LIVE}",
     """
     CREATE TABLE IF NOT EXISTS batch_claims (
         scope TEXT PRIMARY KEY NOT NULL,
@@ -66,8 +63,6 @@ _SCHEMA = (
     )
     """,
 )
-
-_LIVE = f"state <> '{HARVESTED}'"
 
 
 def _text(moment: datetime) -> str:
@@ -100,69 +95,16 @@ class SQLiteBatchStore(BatchStore):
             store.close()
     """
 
+    _PARAM = "?"
+
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> None:
-        self.path = Path(path).expanduser().absolute()
-        self._busy_timeout_s = busy_timeout_s
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LedgerUnavailableError(
-                f"cannot create the directory for the SQLite batch store {self.path}: {exc}"
-            ) from exc
-        self._pool: ConnectionPool[sqlite3.Connection] = ConnectionPool(
-            self._connect, sqlite3.Connection.close
-        )
-        self._create_schema()
+        self._db = SQLiteDatabase(path, name="batch store", busy_timeout_s=busy_timeout_s)
+        self.path = self._db.path
+        self._db.create_schema(_SCHEMA)
         logger.debug("opened SQLite batch store at %s", self.path)
 
     def __repr__(self) -> str:
         return f"SQLiteBatchStore({str(self.path)!r})"
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            # Autocommit mode: transactions are opened explicitly, with BEGIN IMMEDIATE.
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as exc:
-            raise LedgerUnavailableError(
-                f"cannot open the SQLite batch store {self.path}: {exc}"
-            ) from exc
-        return conn
-
-    def _create_schema(self) -> None:
-        with self._pool.connection() as conn:
-            deadline = time.monotonic() + self._busy_timeout_s
-            # As in the ledger: switching to WAL can fail fast while another process does it.
-            while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                try:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                except sqlite3.OperationalError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            with self._transaction(conn):
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-
-    @contextmanager
-    def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        with self._pool.connection() as conn, self._transaction(conn):
-            yield conn
 
     def claim(
         self,
@@ -177,8 +119,8 @@ class SQLiteBatchStore(BatchStore):
         now = datetime.now(UTC)
         expires_at = now + timedelta(seconds=lease_s)
         claim = Claim(asset_key, partition_key, task_version, run_id, uuid.uuid4().hex, expires_at)
-        live = f"SELECT 1 FROM batches WHERE scope = ? AND {_LIVE}"
-        with self._writing() as conn:
+        live = f"SELECT 1 FROM batches WHERE scope = ? AND {LIVE}"
+        with self._db.writing() as conn:
             if conn.execute(live, (scope,)).fetchone():
                 return None
             before = conn.total_changes
@@ -204,11 +146,9 @@ class SQLiteBatchStore(BatchStore):
             won = conn.total_changes > before
         return claim if won else None
 
-    def record(self, claim: Claim, records: Sequence[BatchRecord]) -> None:
-        """Store the submitted batches of ``claim`` and release it."""
-        claim.check_records(records)
+    def _record(self, claim: Claim, records: Sequence[BatchRecord]) -> None:
         rows = [record_to_row(r, _text(r.created_at), _text(r.updated_at)) for r in records]
-        with self._writing() as conn:
+        with self._db.writing() as conn:
             conn.executemany(
                 f"INSERT INTO batches ({COLUMNS}) VALUES ({','.join('?' * COLUMN_COUNT)}) "
                 "ON CONFLICT (batch_id) DO NOTHING",
@@ -218,7 +158,7 @@ class SQLiteBatchStore(BatchStore):
 
     def release(self, claim: Claim) -> None:
         """Give up ``claim`` without recording anything (the submission failed)."""
-        with self._writing() as conn:
+        with self._db.writing() as conn:
             self._release(conn, claim)
 
     def _release(self, conn: sqlite3.Connection, claim: Claim) -> None:
@@ -231,71 +171,39 @@ class SQLiteBatchStore(BatchStore):
                 "SELECT run_id FROM batch_claims WHERE scope = ?", (claim.scope,)
             ).fetchone()
             if holder is not None:
-                logger.warning(
-                    "the claim of run %s on %s lapsed and run %s claimed it since; batches "
-                    "for this scope may have been submitted twice",
-                    claim.run_id,
-                    claim.scope,
-                    holder[0],
-                )
-
-    def get(self, batch_id: str) -> BatchRecord | None:
-        """Return the record of ``batch_id``, or None."""
-        rows = self._select("WHERE batch_id = ?", (batch_id,))
-        return rows[0] if rows else None
-
-    def live_for(
-        self, asset_key: str, partition_key: str | None, task_version: str
-    ) -> list[BatchRecord]:
-        """Return the scope's batches not yet harvested, oldest submission first."""
-        scope = scope_of(asset_key, partition_key, task_version)
-        return self._select(f"WHERE scope = ? AND {_LIVE} ORDER BY created_at, batch_id", (scope,))
-
-    def history_for(
-        self, asset_key: str, partition_key: str | None, task_version: str
-    ) -> list[BatchRecord]:
-        """Return every batch of the scope, harvested ones too, oldest submission first."""
-        scope = scope_of(asset_key, partition_key, task_version)
-        return self._select("WHERE scope = ? ORDER BY created_at, batch_id", (scope,))
-
-    def live(self, limit: int = 100) -> list[BatchRecord]:
-        """Return up to ``limit`` batches not yet harvested, least recently updated first."""
-        return self._select(f"WHERE {_LIVE} ORDER BY updated_at, batch_id LIMIT ?", (limit,))
+                self._warn_lapsed(claim, holder[0])
 
     def _select(self, where: str, params: tuple[object, ...]) -> list[BatchRecord]:
-        with self._pool.connection() as conn:
+        with self._db.connection() as conn:
             rows = conn.execute(f"SELECT {COLUMNS} FROM batches {where}", params).fetchall()
         return [_to_record(row) for row in rows]
 
-    def update(
+    def _update(
         self,
         batch_id: str,
-        *,
         state: str,
-        output_file_id: str | None = None,
-        error_file_id: str | None = None,
-        error: str | None = None,
+        output_file_id: str | None,
+        error_file_id: str | None,
+        error: str | None,
     ) -> bool:
-        """Record what OpenAI reports about a batch; ``None`` fields keep their stored value."""
-        check_update_state(state)
-        with self._writing() as conn:
+        with self._db.writing() as conn:
             cursor = conn.execute(
                 "UPDATE batches SET state = ?, output_file_id = COALESCE(?, output_file_id), "
                 "error_file_id = COALESCE(?, error_file_id), error = COALESCE(?, error), "
-                f"updated_at = ? WHERE batch_id = ? AND {_LIVE}",
+                f"updated_at = ? WHERE batch_id = ? AND {LIVE}",
                 (state, output_file_id, error_file_id, error, _text(datetime.now(UTC)), batch_id),
             )
             return cursor.rowcount > 0
 
     def mark_harvested(self, batch_id: str) -> bool:
         """Mark the batch's results as recorded in the ledger."""
-        with self._writing() as conn:
+        with self._db.writing() as conn:
             cursor = conn.execute(
-                f"UPDATE batches SET state = ?, updated_at = ? WHERE batch_id = ? AND {_LIVE}",
+                f"UPDATE batches SET state = ?, updated_at = ? WHERE batch_id = ? AND {LIVE}",
                 (HARVESTED, _text(datetime.now(UTC)), batch_id),
             )
             return cursor.rowcount > 0
 
     def close(self) -> None:
         """Close every connection; the store cannot be used afterwards."""
-        self._pool.close()
+        self._db.close()

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import abc
 import json
+import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from llm_assets.resources.batch.records import BatchRecord, Claim
+from llm_assets.resources.batch.records import (
+    HARVESTED,
+    BatchRecord,
+    Claim,
+    check_update_state,
+    scope_of,
+)
 
 
 class BatchStore(abc.ABC):
@@ -52,6 +59,9 @@ class BatchStore(abc.ABC):
             )
     """
 
+    _PARAM: ClassVar[str]
+    """The driver's placeholder for a query parameter: ``%s`` or ``?``."""
+
     @abc.abstractmethod
     def claim(
         self,
@@ -75,7 +85,6 @@ class BatchStore(abc.ABC):
             lease_s: Seconds after which the claim lapses if neither recorded nor released.
         """
 
-    @abc.abstractmethod
     def record(self, claim: Claim, records: Sequence[BatchRecord]) -> None:
         """Store the submitted batches of ``claim`` and release it.
 
@@ -86,36 +95,61 @@ class BatchStore(abc.ABC):
         Raises:
             ValueError: A record is for another scope than the claim.
         """
+        claim.check_records(records)
+        self._record(claim, records)
+
+    @abc.abstractmethod
+    def _record(self, claim: Claim, records: Sequence[BatchRecord]) -> None:
+        """Store ``records``, already checked against ``claim``, and release it: one transaction."""
 
     @abc.abstractmethod
     def release(self, claim: Claim) -> None:
         """Give up ``claim`` without recording anything (the submission failed)."""
 
-    @abc.abstractmethod
+    def _warn_lapsed(self, claim: Claim, holder: str) -> None:
+        """Warn that ``claim`` was released after it lapsed and run ``holder`` claimed the scope."""
+        # On the implementation's logger, where operators already filter the store's messages.
+        logging.getLogger(type(self).__module__).warning(
+            "the claim of run %s on %s lapsed and run %s claimed it since; batches for "
+            "this scope may have been submitted twice",
+            claim.run_id,
+            claim.scope,
+            holder,
+        )
+
     def get(self, batch_id: str) -> BatchRecord | None:
         """Return the record of ``batch_id``, or None."""
+        rows = self._select(f"WHERE batch_id = {self._PARAM}", (batch_id,))
+        return rows[0] if rows else None
 
-    @abc.abstractmethod
     def live_for(
         self, asset_key: str, partition_key: str | None, task_version: str
     ) -> list[BatchRecord]:
         """Return the scope's batches not yet harvested, oldest submission first."""
+        scope = scope_of(asset_key, partition_key, task_version)
+        where = f"WHERE scope = {self._PARAM} AND {LIVE} ORDER BY created_at, batch_id"
+        return self._select(where, (scope,))
 
-    @abc.abstractmethod
     def history_for(
         self, asset_key: str, partition_key: str | None, task_version: str
     ) -> list[BatchRecord]:
         """Return every batch of the scope, harvested ones too, oldest submission first."""
+        scope = scope_of(asset_key, partition_key, task_version)
+        return self._select(f"WHERE scope = {self._PARAM} ORDER BY created_at, batch_id", (scope,))
 
-    @abc.abstractmethod
     def live(self, limit: int = 100) -> list[BatchRecord]:
         """Return up to ``limit`` batches not yet harvested, least recently updated first.
 
         Every `update` refreshes ``updated_at``, so a sensor that polls ``live(n)`` and
         updates what it polled goes round all live batches, ``n`` per tick.
         """
+        where = f"WHERE {LIVE} ORDER BY updated_at, batch_id LIMIT {self._PARAM}"
+        return self._select(where, (limit,))
 
     @abc.abstractmethod
+    def _select(self, where: str, params: tuple[object, ...]) -> list[BatchRecord]:
+        """The records of the ``batches`` rows that ``where`` (``WHERE ...`` and more) picks."""
+
     def update(
         self,
         batch_id: str,
@@ -134,6 +168,19 @@ class BatchStore(abc.ABC):
         Raises:
             ValueError: ``state`` is unknown or ``harvested`` (use `mark_harvested`).
         """
+        check_update_state(state)
+        return self._update(batch_id, state, output_file_id, error_file_id, error)
+
+    @abc.abstractmethod
+    def _update(
+        self,
+        batch_id: str,
+        state: str,
+        output_file_id: str | None,
+        error_file_id: str | None,
+        error: str | None,
+    ) -> bool:
+        """Store a checked ``update``; True if a live record of ``batch_id`` changed."""
 
     @abc.abstractmethod
     def mark_harvested(self, batch_id: str) -> bool:
@@ -157,6 +204,9 @@ COLUMNS = (
 """The columns of the ``batches`` table, in the order of `record_to_row`."""
 
 COLUMN_COUNT = len(COLUMNS.split(","))
+
+LIVE = f"state <> '{HARVESTED}'"
+"""SQL condition on the ``batches`` table: the batch is not harvested yet."""
 
 
 def record_to_row(record: BatchRecord, created_at: Any, updated_at: Any) -> tuple[Any, ...]:

@@ -1,7 +1,8 @@
 """The response ledger: a durable, content-addressed store of paid-for LLM responses.
 
 ``ResponseLedger`` is the resource; ``LedgerEntry`` one paid response; ``LedgerWriter`` records
-responses as they arrive; the SQLite and PostgreSQL backends implement ``LedgerBackend``.
+responses as they arrive; the SQLite and PostgreSQL backends implement ``LedgerBackend`` on a
+``SQLiteDatabase`` or ``PostgresDatabase``, which the batch stores share.
 """
 
 from llm_assets.resources.ledger.core import (
@@ -12,6 +13,7 @@ from llm_assets.resources.ledger.core import (
     LedgerError,
     LedgerUnavailableError,
 )
+from llm_assets.resources.ledger.database import PostgresDatabase, SQLiteDatabase
 from llm_assets.resources.ledger.postgres import PostgresLedgerBackend
 from llm_assets.resources.ledger.resource import ResponseLedger
 from llm_assets.resources.ledger.sqlite import SQLiteLedgerBackend
@@ -25,7 +27,9 @@ __all__ = [
     "LedgerError",
     "LedgerUnavailableError",
     "LedgerWriter",
+    "PostgresDatabase",
     "PostgresLedgerBackend",
     "ResponseLedger",
+    "SQLiteDatabase",
     "SQLiteLedgerBackend",
 ]

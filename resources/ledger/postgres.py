@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC
-from typing import TypeVar
 
-import psycopg2
-import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
-from llm_assets.resources.ledger.core import (
-    ConnectionPool,
-    LedgerBackend,
-    LedgerEntry,
-    LedgerUnavailableError,
-    entry_to_row,
-    row_to_entry,
-)
-from llm_assets.resources.settings import mask_url, postgres_dsn, scrub
+from llm_assets.resources.ledger.core import LedgerBackend, LedgerEntry, entry_to_row, row_to_entry
+from llm_assets.resources.ledger.database import PostgresDatabase
+from llm_assets.resources.settings import mask_url
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 _KEYS_PER_QUERY = 25_000
 _ROWS_PER_INSERT = 1_000
-_ATTEMPTS = 3
 
 _COLUMNS = (
     "key, model, input_tokens, output_tokens, cost_usd, latency_s, created_at, "
@@ -42,18 +30,6 @@ def _to_row(entry: LedgerEntry) -> tuple[object, ...]:
 
 def _to_entry(row: tuple) -> LedgerEntry:
     return row_to_entry(row, row[6].astimezone(UTC))
-
-
-def _close(conn: psycopg2.extensions.connection) -> None:
-    conn.close()
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-class _ConnectionDroppedError(Exception):
-    """Internal: the connection died mid-transaction; the cause holds the driver error."""
 
 
 class PostgresLedgerBackend(LedgerBackend):
@@ -79,71 +55,25 @@ class PostgresLedgerBackend(LedgerBackend):
     """
 
     def __init__(self, url: str, *, schema: str = "llm_assets", max_idle_connections: int = 4):
-        self._url = url
-        self._dsn = postgres_dsn(url)
-        self.schema = schema
-        self.table = f"{_quote_ident(schema)}.responses"
-        self._pool: ConnectionPool[psycopg2.extensions.connection] = ConnectionPool(
-            self._connect, _close, max_idle=max_idle_connections
+        self._db = PostgresDatabase(
+            url,
+            schema=schema,
+            name="ledger",
+            application_name="llm-assets-ledger",
+            max_idle_connections=max_idle_connections,
+            logger=logger,
         )
+        self._pool = self._db.pool  # the tests cut a pooled connection to check the retry
+        self.schema = schema
+        self.table = self._db.table("responses")
         self._create_schema()
         logger.debug("opened PostgreSQL ledger %s (table %s)", mask_url(url), self.table)
 
     def __repr__(self) -> str:
-        return f"PostgresLedgerBackend({mask_url(self._url)!r}, schema={self.schema!r})"
-
-    def _connect(self) -> psycopg2.extensions.connection:
-        try:
-            # Settings in the URL win; without a timeout libpq waits forever for a dead host.
-            defaults = {"application_name": "llm-assets-ledger", "connect_timeout": "10"}
-            options = {k: v for k, v in defaults.items() if f"{k}=" not in self._dsn}
-            conn = psycopg2.connect(self._dsn, **options)
-            with conn.cursor() as cur:
-                # Timestamps come back in UTC whatever the server or role default is.
-                cur.execute("SET TIME ZONE 'UTC'")
-            conn.commit()
-        except psycopg2.Error as exc:
-            message = scrub(str(exc).strip(), self._url)
-            raise LedgerUnavailableError(
-                f"cannot connect to the PostgreSQL ledger at {mask_url(self._url)}: {message}"
-            ) from None
-        return conn
-
-    def _run(self, work: Callable[[psycopg2.extensions.cursor], T]) -> T:
-        """Run ``work`` in one transaction, retrying deadlocks and dropped connections."""
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                return self._run_once(work)
-            except (psycopg2.extensions.TransactionRollbackError, _ConnectionDroppedError) as exc:
-                if attempt == _ATTEMPTS:
-                    raise (exc.__cause__ or exc) from None
-                logger.warning("ledger transaction failed (%s); retrying", type(exc).__name__)
-        raise AssertionError("unreachable")
-
-    def _run_once(self, work: Callable[[psycopg2.extensions.cursor], T]) -> T:
-        with self._pool.connection() as conn:
-            try:
-                with conn.cursor() as cur:
-                    result = work(cur)
-                conn.commit()
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-                # A pooled connection may have been cut by a server restart or an idle timeout;
-                # every ledger operation is idempotent, so it is safe to run again.
-                rolled_back = isinstance(exc, psycopg2.extensions.TransactionRollbackError)
-                if conn.closed and not rolled_back:
-                    raise _ConnectionDroppedError from exc
-                raise
-        return result
+        return f"PostgresLedgerBackend({mask_url(self._db.url)!r}, schema={self.schema!r})"
 
     def _create_schema(self) -> None:
         def create(cur: psycopg2.extensions.cursor) -> None:
-            cur.execute("SELECT to_regclass(%s)", (self.table,))
-            if cur.fetchone()[0] is not None:
-                return
-            # CREATE ... IF NOT EXISTS still fails on a catalog unique violation when two
-            # sessions race; the lock makes the second one wait and then see the table.
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ledger:{self.table}",))
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(self.schema)}")
             cur.execute(
                 f"""
                 CREATE TABLE IF NOT EXISTS {self.table} (
@@ -169,7 +99,7 @@ class PostgresLedgerBackend(LedgerBackend):
                 f"ON {self.table} (asset_key, partition_key)"
             )
 
-        self._run(create)
+        self._db.create_schema([self.table], f"ledger:{self.table}", create)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """Return the stored entries for ``keys``; keys not in the ledger are absent."""
@@ -184,7 +114,7 @@ class PostgresLedgerBackend(LedgerBackend):
                     found[row[0]] = _to_entry(row)
             return found
 
-        return self._run(fetch) if unique else {}
+        return self._db.run(fetch) if unique else {}
 
     def contains_many(self, keys: Sequence[str]) -> set[str]:
         """Return the subset of ``keys`` present in the ledger, without loading the bodies."""
@@ -198,7 +128,7 @@ class PostgresLedgerBackend(LedgerBackend):
                 found.update(row[0] for row in cur.fetchall())
             return found
 
-        return self._run(fetch) if unique else set()
+        return self._db.run(fetch) if unique else set()
 
     def put_many(self, entries: Sequence[LedgerEntry]) -> int:
         """Store ``entries``; an existing key is left untouched. Returns how many were new."""
@@ -219,7 +149,7 @@ class PostgresLedgerBackend(LedgerBackend):
             )
             return len(inserted)
 
-        return self._run(insert) if rows else 0
+        return self._db.run(insert) if rows else 0
 
     def count(self) -> int:
         """Return the number of entries in the ledger."""
@@ -228,7 +158,7 @@ class PostgresLedgerBackend(LedgerBackend):
             cur.execute(f"SELECT COUNT(*) FROM {self.table}")
             return cur.fetchone()[0]
 
-        return self._run(fetch)
+        return self._db.run(fetch)
 
     def spend(
         self, *, run_id: str | None = None, asset_key: str | None = None
@@ -246,8 +176,8 @@ class PostgresLedgerBackend(LedgerBackend):
             entries, cost = cur.fetchone()
             return entries, float(cost)
 
-        return self._run(fetch)
+        return self._db.run(fetch)
 
     def close(self) -> None:
         """Close every connection; the backend cannot be used afterwards."""
-        self._pool.close()
+        self._db.close()

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
-from llm_assets.resources.ledger.core import (
-    ConnectionPool,
-    LedgerBackend,
-    LedgerEntry,
-    LedgerUnavailableError,
-    entry_to_row,
-    row_to_entry,
-)
+from llm_assets.resources.ledger.core import LedgerBackend, LedgerEntry, entry_to_row, row_to_entry
+from llm_assets.resources.ledger.database import SQLiteDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -87,60 +78,15 @@ class SQLiteLedgerBackend(LedgerBackend):
     """
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> None:
-        self.path = Path(path).expanduser().absolute()
-        self._busy_timeout_s = busy_timeout_s
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LedgerUnavailableError(
-                f"cannot create the directory for the SQLite ledger {self.path}: {exc}"
-            ) from exc
-        self._pool: ConnectionPool[sqlite3.Connection] = ConnectionPool(
-            self._connect, sqlite3.Connection.close
-        )
-        self._create_schema()
+        self._db = SQLiteDatabase(path, name="ledger", busy_timeout_s=busy_timeout_s)
+        self.path = self._db.path
+        self._db.create_schema(_SCHEMA)
         logger.debug("opened SQLite ledger at %s", self.path)
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            # Autocommit mode: transactions are opened explicitly, so writes can BEGIN IMMEDIATE.
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            # In WAL mode NORMAL survives any process crash; only an OS crash or power cut can
-            # drop the last commits. FULL would fsync every commit, and `LedgerWriter` commits
-            # once per response.
-            conn.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as exc:
-            raise LedgerUnavailableError(
-                f"cannot open the SQLite ledger {self.path}: {exc}"
-            ) from exc
-        return conn
-
-    def _create_schema(self) -> None:
-        with self._pool.connection() as conn:
-            deadline = time.monotonic() + self._busy_timeout_s
-            # Switching to WAL needs a moment alone with the file; another process creating the
-            # same ledger can make it fail fast with "database is locked" despite the timeout.
-            while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                try:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                except sqlite3.OperationalError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute("COMMIT")
 
     def get_many(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """Return the stored entries for ``keys``; keys not in the ledger are absent."""
         found: dict[str, LedgerEntry] = {}
-        with self._pool.connection() as conn:
+        with self._db.connection() as conn:
             for chunk in _chunks(keys):
                 query = (
                     f"SELECT {_COLUMNS} FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
@@ -152,7 +98,7 @@ class SQLiteLedgerBackend(LedgerBackend):
     def contains_many(self, keys: Sequence[str]) -> set[str]:
         """Return the subset of ``keys`` present in the ledger, without loading the bodies."""
         found: set[str] = set()
-        with self._pool.connection() as conn:
+        with self._db.connection() as conn:
             for chunk in _chunks(keys):
                 query = f"SELECT key FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
                 found.update(row[0] for row in conn.execute(query, chunk))
@@ -163,8 +109,7 @@ class SQLiteLedgerBackend(LedgerBackend):
         if not entries:
             return 0
         rows = [_to_row(entry) for entry in entries]
-        with self._pool.connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._db.writing() as conn:
             before = conn.total_changes
             conn.executemany(
                 f"INSERT INTO responses ({_COLUMNS}) VALUES ({','.join('?' * 13)}) "
@@ -172,12 +117,11 @@ class SQLiteLedgerBackend(LedgerBackend):
                 rows,
             )
             inserted = conn.total_changes - before
-            conn.execute("COMMIT")
         return inserted
 
     def count(self) -> int:
         """Return the number of entries in the ledger."""
-        with self._pool.connection() as conn:
+        with self._db.connection() as conn:
             return conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def spend(
@@ -190,10 +134,10 @@ class SQLiteLedgerBackend(LedgerBackend):
         query = "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0.0) FROM responses"
         if where:
             query += " WHERE " + " AND ".join(where)
-        with self._pool.connection() as conn:
+        with self._db.connection() as conn:
             entries, cost = conn.execute(query, params).fetchone()
         return entries, float(cost)
 
     def close(self) -> None:
         """Close every connection; the backend cannot be used afterwards."""
-        self._pool.close()
+        self._db.close()
