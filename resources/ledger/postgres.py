@@ -49,7 +49,7 @@ class PostgresLedgerBackend(LedgerBackend):
     Examples:
         .. code-block:: python
 
-            backend = PostgresLedgerBackend(os.environ["LLM_ASSETS_LEDGER_URL"])
+            backend = PostgresLedgerBackend(os.environ["DAGSTER_PG_URL"])
             hits = backend.get_many(keys)
             backend.close()
     """
