@@ -115,29 +115,9 @@ def step_events(
     }
     selected = context.selected_asset_keys
     if names.table in selected:
-        if len(keys) > 1:
-            for key in keys:
-                context.add_asset_metadata(
-                    table_meta[key], asset_key=names.table, partition_key=key
-                )
-            yield dg.MaterializeResult(asset_key=names.table, value=output.tables)
-        else:
-            yield dg.MaterializeResult(
-                asset_key=names.table, value=output.tables[keys[0]], metadata=table_meta[keys[0]]
-            )
+        yield _materialize(context, names.table, output.tables, table_meta)
     if names.quarantine in selected:
-        if len(keys) > 1:
-            for key in keys:
-                context.add_asset_metadata(
-                    quarantine_meta[key], asset_key=names.quarantine, partition_key=key
-                )
-            yield dg.MaterializeResult(asset_key=names.quarantine, value=output.quarantine)
-        else:
-            yield dg.MaterializeResult(
-                asset_key=names.quarantine,
-                value=output.quarantine[keys[0]],
-                metadata=quarantine_meta[keys[0]],
-            )
+        yield _materialize(context, names.quarantine, output.quarantine, quarantine_meta)
     elif names.table in selected:
         # Failed rows always reach the dead-letter table, even when only the table was selected.
         yield from _store_quarantine(context, names, output, quarantine_meta)
@@ -164,6 +144,23 @@ def step_events(
                 passed=passed,
                 metadata=metadata,
             )
+
+
+def _materialize(
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    tables: Mapping[str | None, pd.DataFrame],
+    metadata: Mapping[str | None, Mapping[str, Any]],
+) -> dg.MaterializeResult:
+    """One result for the step; over a range, each partition's metadata attached to it alone."""
+    if len(tables) == 1:
+        ((partition, table),) = tables.items()
+        return dg.MaterializeResult(asset_key=key, value=table, metadata=dict(metadata[partition]))
+    for partition in tables:
+        context.add_asset_metadata(
+            dict(metadata[partition]), asset_key=key, partition_key=partition
+        )
+    return dg.MaterializeResult(asset_key=key, value=dict(tables))
 
 
 def _store_quarantine(
