@@ -15,6 +15,9 @@ BENCHMARKS = [
     "bench.bench_overhead",
     "bench.bench_ledger",
     "bench.bench_batch",
+    "bench.bench_memory",
+    "bench.bench_planner",
+    "bench.bench_celery",
 ]
 
 

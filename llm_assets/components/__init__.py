@@ -1,0 +1,1 @@
+"""LLM assets declared in YAML: ``LLMAssetComponent`` for ``dg`` projects."""
