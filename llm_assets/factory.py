@@ -8,6 +8,8 @@ import pandas as pd
 from pydantic import Field
 
 from llm_assets.batching import batch_mode
+from llm_assets.describe import task_description
+from llm_assets.endpoints import DEFAULT_KIND
 from llm_assets.planning import ROW_INDEX_COLUMN
 from llm_assets.provenance import PROVENANCE_COLUMNS, QUARANTINE_COLUMNS
 from llm_assets.resources.errors import UserError
@@ -114,7 +116,8 @@ def llm_asset(
         report: Extra materialization metadata computed from the output table.
         max_cost_usd: Budget of new spend per materialization (run config can override).
         group_name: Dagster asset group.
-        description: Asset description; defaults to the task's prompt.
+        description: What the asset is for, shown above the model, the prompts and the
+            output schema in the asset's description.
         llm_resource_key: Resource key of the ``LLMResource``.
         ledger_resource_key: Resource key of the ``ResponseLedger``; ``None`` for no ledger.
         io_manager_key: IO manager storing the output (``ParquetIOManager`` by default).
@@ -185,8 +188,11 @@ def llm_asset(
         asset_name: dg.AssetOut(
             metadata=definition_metadata,
             automation_condition=automation_condition,
-            description=description or f"LLM task '{task.name}': {task.user_prompt[:200]}",
-            kinds={"openai", "pandas"},
+            description=task_description(
+                task, upstream=upstream_key.to_user_string(), intro=description
+            ),
+            # The endpoint badge; resolve_model_versions names the endpoint actually configured.
+            kinds={DEFAULT_KIND, "pandas"},
             **common,
         ),
         quarantine_name: dg.AssetOut(
@@ -272,8 +278,14 @@ def llm_asset(
         )
         yield from step_events(context, names, output, report)
 
-    register_llm_asset(dg.AssetKey(asset_name), task, llm_resource_key)
-    register_llm_asset(dg.AssetKey(quarantine_name), task, llm_resource_key)
+    register_llm_asset(
+        dg.AssetKey(asset_name),
+        task,
+        llm_resource_key,
+        upstream=upstream_key.to_user_string(),
+        intro=description,
+    )
+    register_llm_asset(dg.AssetKey(quarantine_name), task, llm_resource_key, is_table=False)
     return _llm_asset
 
 

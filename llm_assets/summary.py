@@ -8,6 +8,7 @@ the step's totals). ``StepSummary.total`` sums them for the run-level line in th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,14 +91,39 @@ _ADDED = (
 )
 
 
+USD_DIGITS = 6
+
+
 def usd(value: float) -> dg.MetadataValue:
-    """Money for the UI: US dollars rounded to the cent's hundredth (``$0.0227``).
+    """Money as a number Dagster plots: US dollars rounded to the micro-dollar.
+
+    Finer than a cent's hundredth on purpose: a one-row partition costs fractions of a cent,
+    and partition figures must still add up to the ledger's sums.
 
     Examples:
-        >>> usd(0.0226651).value
-        0.0227
+        >>> usd(0.02266512).value
+        0.022665
     """
-    return dg.MetadataValue.float(round(value, 4))
+    return dg.MetadataValue.float(round(value, USD_DIGITS))
+
+
+def money(value: float) -> str:
+    """US dollars as a person reads them: ``$12.35``, ``$0.0227``, ``$0.00034``.
+
+    Examples:
+        >>> money(12.3456), money(0.0226651), money(0.000342), money(0.0000351), money(0)
+        ('$12.35', '$0.0227', '$0.00034', '$0.000035', '$0')
+    """
+    if value == 0:
+        return "$0"
+    size = abs(value)
+    if size >= 1:
+        return f"${value:,.2f}"
+    if size >= 0.01:
+        return f"${value:.4f}"
+    # Two significant digits, never in scientific notation.
+    digits = min(USD_DIGITS, 1 - math.floor(math.log10(size)))
+    return f"${value:.{digits}f}"
 
 
 def summary_metadata(
@@ -124,6 +150,7 @@ def summary_metadata(
         "input_tokens": summary.input_tokens,
         "output_tokens": summary.output_tokens,
         "tokens": summary.input_tokens + summary.output_tokens,
+        "spend": f"{money(summary.cost_usd)} new, {money(summary.saved_usd)} saved by the ledger",
         "cost_usd": usd(summary.cost_usd),
         "saved_usd": usd(summary.saved_usd),
         "estimated_cost_usd": usd(summary.estimated_cost_usd),
@@ -153,6 +180,6 @@ def run_line(asset: str, parts: Mapping[str | None, StepSummary]) -> str:
         f"{asset}: {count} partition{'s' if count != 1 else ''}, {total.rows} rows "
         f"(ok {total.ok}, failed {total.failed}), {total.requests_sent} requests sent, "
         f"{total.cache_hits} answered by the ledger, "
-        f"{total.input_tokens + total.output_tokens} tokens, ${total.cost_usd:.4f} new spend, "
-        f"${total.saved_usd:.4f} saved"
+        f"{total.input_tokens + total.output_tokens} tokens, {money(total.cost_usd)} new spend, "
+        f"{money(total.saved_usd)} saved"
     )

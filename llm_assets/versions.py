@@ -1,28 +1,72 @@
-"""Code versions that cover what is actually sent, including the resource's default model.
+"""Code versions, descriptions and kinds that cover what is actually sent.
 
 An ``LLMTask`` without ``model`` is answered by ``LLMResource.model``, which the asset factory
 cannot see: it is chosen when ``Definitions`` bind resources. ``resolve_model_versions`` runs
 after that binding and gives every such asset the version of its task *with* that model, so
-that changing the model marks the asset stale in the UI like a prompt change does.
+that changing the model marks the asset stale in the UI like a prompt change does. The same
+step names the model and the endpoint (from ``LLMResource.base_url``: ``openai``, ``vllm``,
+``simulator``...) in the asset's description and kind badge.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 
+from llm_assets.describe import task_description
+from llm_assets.endpoints import DEFAULT_KIND, endpoint_kind
+from llm_assets.resources.errors import UserError
 from llm_assets.resources.settings import resolve_setting
 from llm_assets.task import LLMTask
 
-_TASKS: dict[dg.AssetKey, tuple[LLMTask, str]] = {}
+
+@dataclass(frozen=True)
+class _Registered:
+    task: LLMTask
+    llm_resource_key: str
+    is_table: bool
+    upstream: str
+    intro: str | None
 
 
-def register_llm_asset(key: dg.AssetKey, task: LLMTask, llm_resource_key: str) -> None:
-    """Remembers which task and LLM resource key the ``llm_asset`` ``key`` uses."""
-    _TASKS[key] = (task, llm_resource_key)
+_TASKS: dict[dg.AssetKey, _Registered] = {}
+
+
+def register_llm_asset(
+    key: dg.AssetKey,
+    task: LLMTask,
+    llm_resource_key: str,
+    *,
+    is_table: bool = True,
+    upstream: str = "upstream",
+    intro: str | None = None,
+) -> None:
+    """Remembers which task and LLM resource key the ``llm_asset`` ``key`` uses.
+
+    Args:
+        key: The asset's key.
+        task: The task it answers.
+        llm_resource_key: Resource key of its ``LLMResource``.
+        is_table: ``True`` for the output table, ``False`` for its quarantine.
+        upstream: The upstream asset, for the description.
+        intro: The user's own description, shown before the task's details.
+    """
+    _TASKS[key] = _Registered(task, llm_resource_key, is_table, upstream, intro)
+
+
+def is_llm_table(key: dg.AssetKey) -> bool:
+    """Whether ``key`` is the output table of an ``llm_asset`` defined in this process.
+
+    Examples:
+        >>> is_llm_table(dg.AssetKey("not_an_llm_asset"))
+        False
+    """
+    entry = _TASKS.get(key)
+    return entry is not None and entry.is_table
 
 
 def resolve_model_versions(defs: dg.Definitions) -> dg.Definitions:
@@ -58,20 +102,42 @@ def resolve_model_versions(defs: dg.Definitions) -> dg.Definitions:
         entry = _TASKS.get(spec.key)
         if entry is None:
             return spec
-        task, resource_key = entry
-        resource = resources.get(resource_key)
+        task = entry.task
+        resource = resources.get(entry.llm_resource_key)
         model = resolve_setting(getattr(resource, "model", None), field="LLMResource.model")
-        if task.model is not None or not model:
-            return spec
-        version = task.version_for(model)
-        metadata = dict(spec.metadata)
-        if "task_version" in metadata:
-            metadata.update(task_version=version, model=f"{model} (LLMResource.model)")
-        return spec.replace_attributes(code_version=version, metadata=metadata)
+        if not entry.is_table:
+            if task.model is not None or not model:
+                return spec
+            return spec.replace_attributes(code_version=task.version_for(model))
+        endpoint = _endpoint(resource)
+        changes: dict[str, Any] = {}
+        if endpoint is not None:
+            changes["kinds"] = (set(spec.kinds) - {DEFAULT_KIND}) | {endpoint}
+        sent_model = task.model or model
+        changes["description"] = task_description(
+            task, upstream=entry.upstream, intro=entry.intro, model=sent_model, endpoint=endpoint
+        )
+        if task.model is None and model:
+            version = task.version_for(model)
+            metadata = dict(spec.metadata)
+            if "task_version" in metadata:
+                metadata.update(task_version=version, model=f"{model} (LLMResource.model)")
+            changes.update(code_version=version, metadata=metadata)
+        return spec.replace_attributes(**changes)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # map_asset_specs is marked beta in Dagster 1.13
         return defs.map_asset_specs(func=with_model)
+
+
+def _endpoint(resource: Any) -> str | None:
+    """The endpoint kind of an ``LLMResource``; ``None`` when it cannot be told at load time."""
+    if resource is None or not hasattr(resource, "base_url"):
+        return None
+    try:
+        return endpoint_kind(resolve_setting(resource.base_url, field="LLMResource.base_url"))
+    except UserError:
+        return None  # an EnvVar that is not set where the definitions load
 
 
 def rematerialize_on_new_version(
