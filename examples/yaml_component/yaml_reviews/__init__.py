@@ -1,0 +1,1 @@
+"""The example review pipeline with its LLM assets declared in YAML."""
