@@ -1,125 +1,59 @@
-"""``ParquetIOManager``: one Parquet file per asset partition, written atomically.
+"""``ParquetIOManager``: one Parquet file per asset partition, on local disk or object storage.
 
-Layout under ``base_dir``::
+Layout under ``base_dir`` (a folder, or a ``file://``, ``s3://`` or ``gs://`` URI)::
 
     <base_dir>/<asset/key/path>.parquet                      unpartitioned asset
     <base_dir>/<asset/key/path>/<partition>.parquet          single-dimension partitions
     <base_dir>/<asset/key/path>/<dim>=<key>/.../data.parquet multi-dimension partitions
 
-Every name in a path (asset key part, partition key, dimension name and key) goes through
-``escape_path_component``: bytes outside ``[A-Za-z0-9._-]`` and a leading ``.`` are
-percent-encoded, so two keys never share a file (``us/east`` is ``us%2Feast``, ``us_east``
-stays ``us_east``), no key can climb out of ``base_dir`` (``..`` is ``%2E.``) and safe keys
-such as ``2026-11-02`` keep their plain names.
+Names are escaped, not cleaned (see ``names``), and every file is published whole or not at
+all (see ``stores``): write and rename on local disk, one upload on an object store.
 
 A step that covers several partitions (a single-run backfill, ``BackfillPolicy.single_run()``)
 hands over a ``dict`` of partition key to DataFrame and gets one back when it loads several
 upstream partitions. Dagster's ``UPathIOManager`` refuses that case; this one writes one file
-per partition, each through a temporary file and ``os.replace``, so a reader never sees half
-a file and a crash never leaves one behind under the final name.
+per partition and records each file's URI on that partition's materialization.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from llm_assets.resources.errors import UserError
+from llm_assets.resources.settings import resolve_setting
+from llm_assets.resources.storage.location import Location, parse_location
+from llm_assets.resources.storage.names import escape_path_component, table_file
+from llm_assets.resources.storage.stores import (
+    ObjectStoreSettings,
+    TableStore,
+    open_store,
+    write_parquet_atomic,
+)
 
-_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-# 200 bytes leaves room under the usual 255-byte NAME_MAX for ".parquet" and for the
-# temporary ".<name>.<32 hex>.tmp" that write_parquet_atomic renames into place.
-_MAX_NAME_BYTES = 200
-# Neither marker can come out of plain escaping: it only ever writes "%" before two hex digits
-# and never writes "~", so empty and hashed names cannot collide with any escaped name.
-_EMPTY_NAME = "%empty"
-_HASH_SEPARATOR = "~"
-_SHA256_HEX_CHARS = 64
-_MIN_NAME_BYTES = 80
+__all__ = ["ParquetIOManager", "escape_path_component", "write_parquet_atomic"]
 
-
-def escape_path_component(text: str, max_bytes: int = _MAX_NAME_BYTES) -> str:
-    """Maps any string to a distinct name that is safe as one path component.
-
-    Each UTF-8 byte outside ``[A-Za-z0-9._-]`` becomes ``%XX`` (upper-case hex), and so does a
-    leading ``.``, so the result never contains ``/``, is never ``.`` or ``..``, and never
-    looks like a hidden or temporary file. Strings that are already safe keep their name. The
-    mapping is injective and ``urllib.parse.unquote`` reverses it, with two exceptions that
-    stay injective: the empty string is ``%empty``, and a name that would exceed
-    ``max_bytes`` becomes a readable prefix, ``~`` and the SHA-256 of the string.
-
-    Args:
-        text: A partition key, dimension name or asset key part.
-        max_bytes: Longest name to produce (at least 80).
-
-    Returns:
-        An ASCII name of at most ``max_bytes`` bytes.
-
-    Raises:
-        ValueError: If ``max_bytes`` is below 80 (no room for the hash).
-
-    Examples:
-        >>> [escape_path_component(k) for k in ["2026-11-02", "us/east", "us_east", ".."]]
-        ['2026-11-02', 'us%2Feast', 'us_east', '%2E.']
-        >>> escape_path_component("café")
-        'caf%C3%A9'
-    """
-    if max_bytes < _MIN_NAME_BYTES:
-        raise ValueError(f"max_bytes must be at least {_MIN_NAME_BYTES}, got {max_bytes}")
-    if not text:
-        return _EMPTY_NAME
-    escaped = "".join(
-        chr(byte) if byte in _SAFE_BYTES else f"%{byte:02X}"
-        for byte in text.encode("utf-8", "surrogatepass")
-    )
-    if escaped.startswith("."):
-        escaped = "%2E" + escaped[1:]
-    if len(escaped) <= max_bytes:
-        return escaped
-    keep = max(0, max_bytes - len(_HASH_SEPARATOR) - _SHA256_HEX_CHARS)
-    prefix = escaped[:keep]
-    cut = prefix.rfind("%", max(0, keep - 2))
-    if cut != -1:  # do not split a %XX escape
-        prefix = prefix[:cut]
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{prefix}{_HASH_SEPARATOR}{digest}"
-
-
-def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Writes ``df`` to ``path`` through a temporary file and an atomic rename.
-
-    Examples:
-        >>> import tempfile
-        >>> target = Path(tempfile.mkdtemp()) / "t.parquet"
-        >>> write_parquet_atomic(pd.DataFrame({"a": [1]}), target)
-        >>> pd.read_parquet(target)["a"].tolist()
-        [1]
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        table = pa.Table.from_pandas(df, preserve_index=False)
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+_SECRET_FIELDS = frozenset({"s3_access_key_id", "s3_secret_access_key", "s3_session_token"})
+URI_METADATA_KEY = "uri"
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
-    """Stores pandas DataFrames as Parquet, one file per partition.
+    """Stores pandas DataFrames as Parquet, one file per partition, locally or in a bucket.
 
     Examples:
+        A folder (relative to the working directory), as before:
+
+        >>> import dagster as dg
+        >>> ParquetIOManager(base_dir="data").uri_for(dg.AssetKey("a"), "2026-11-01")
+        'file:///.../data/a/2026-11-01.parquet'
+
+        S3, or an S3-compatible server such as MinIO, with keys from the environment:
+
         .. code-block:: python
 
             import dagster as dg
@@ -127,23 +61,81 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
             defs = dg.Definitions(
                 assets=[...],
-                resources={"io_manager": ParquetIOManager(base_dir="data")},
+                resources={
+                    "io_manager": ParquetIOManager(
+                        base_dir="s3://lake/llm-tables",
+                        endpoint_url="http://minio.internal:9000",  # omit for AWS S3
+                        s3_region="us-east-1",
+                        s3_access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
+                        s3_secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
+                    )
+                },
             )
     """
 
     base_dir: str = Field(
-        default="data", description="Root folder of the Parquet files (relative to the cwd)."
+        default="data",
+        description="Where the tables live: a folder (relative to the working directory) or a "
+        "URI: file:///absolute/folder, s3://bucket/prefix, gs://bucket/prefix. Never put "
+        "credentials in it.",
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        description="Object store endpoint other than the provider's own, as http(s)://host:port:"
+        " an S3-compatible server (MinIO, Ceph, R2, moto) or a GCS emulator. Default: AWS S3 or "
+        "Google Cloud Storage.",
+    )
+    s3_region: str | None = Field(
+        default=None,
+        description="Region of the S3 bucket. Default: AWS_REGION / AWS_DEFAULT_REGION / the AWS "
+        "profile; us-east-1 when endpoint_url is set.",
+    )
+    s3_access_key_id: str | None = Field(
+        default=None,
+        description="S3 access key id; pass dg.EnvVar('AWS_ACCESS_KEY_ID'). Default: the AWS "
+        "credential chain (environment, ~/.aws, instance or pod role). Never shown.",
+    )
+    s3_secret_access_key: str | None = Field(
+        default=None,
+        description="S3 secret key; pass dg.EnvVar('AWS_SECRET_ACCESS_KEY'). Never shown.",
+    )
+    s3_session_token: str | None = Field(
+        default=None,
+        description="Session token of temporary S3 credentials; pass dg.EnvVar(...). Never shown.",
     )
 
-    def asset_dir(self, asset_key: dg.AssetKey) -> Path:
-        """The folder holding an asset's partition files."""
-        return Path(self.base_dir).joinpath(*[escape_path_component(p) for p in asset_key.path])
+    _store: TableStore | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Opens the store once per process and fails early when its bucket is missing."""
+        self._opened_store().check()
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, (_masked(value) if name in _SECRET_FIELDS else value)
+
+    @property
+    def location(self) -> Location:
+        """Where the tables live, read from ``base_dir``."""
+        return parse_location(self.base_dir)
+
+    def uri_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> str:
+        """The URI of one partition's file (``None`` for an unpartitioned asset).
+
+        Examples:
+            >>> io = ParquetIOManager(base_dir="s3://lake/tables")
+            >>> io.uri_for(dg.AssetKey("a"), "us/east")
+            's3://lake/tables/a/us%2Feast.parquet'
+        """
+        return self.location.uri(table_file(asset_key, partition_key))
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
-        """The file of one partition (``None`` for an unpartitioned asset).
+        """The local file of one partition (``None`` for an unpartitioned asset).
 
-        Distinct partition keys always get distinct files inside ``asset_dir(asset_key)``;
-        see ``escape_path_component``.
+        Distinct partition keys always get distinct files; see ``escape_path_component``.
+
+        Raises:
+            UserError: ``base_dir`` is an object store; use ``uri_for`` and ``read_table``.
 
         Examples:
             >>> ParquetIOManager(base_dir="d").path_for(dg.AssetKey("a"), "2026-11-01").as_posix()
@@ -151,15 +143,30 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             >>> ParquetIOManager(base_dir="d").path_for(dg.AssetKey("a"), "us/east").as_posix()
             'd/a/us%2Feast.parquet'
         """
-        if partition_key is None:
-            folder = self.asset_dir(asset_key)
-            return folder.with_name(folder.name + ".parquet")
-        if isinstance(partition_key, dg.MultiPartitionKey):
-            dims = sorted(partition_key.keys_by_dimension.items())
-            return self.asset_dir(asset_key).joinpath(
-                *[_dimension_component(name, value) for name, value in dims], "data.parquet"
+        location = self.location
+        if not location.is_local:
+            raise UserError(
+                f"ParquetIOManager.base_dir {location.uri()!r} is not a local folder, so its "
+                "files have no local path; use uri_for(...) and read_table(...)"
             )
-        return self.asset_dir(asset_key) / f"{escape_path_component(str(partition_key))}.parquet"
+        return location.local_path(table_file(asset_key, partition_key))
+
+    def read_table(self, asset_key: dg.AssetKey, partition_key: str | None) -> pd.DataFrame:
+        """One partition's table, wherever ``base_dir`` points.
+
+        Raises:
+            UserError: Nothing was written for that partition. The message names the URI.
+        """
+        relative = table_file(asset_key, partition_key)
+        df = self._opened_store().read(relative)
+        if df is None:
+            where = f"partition '{partition_key}' of " if partition_key is not None else ""
+            raise UserError(
+                f"no data for {where}asset '{asset_key.to_user_string()}' at "
+                f"{self.location.uri(relative)}; materialize it first (or check "
+                "ParquetIOManager.base_dir)"
+            )
+        return df
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         """Writes one file per partition the step materialized."""
@@ -180,46 +187,75 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                     f"asset '{asset_key.to_user_string()}' returned no DataFrame for "
                     f"partition(s) {missing}; return one (possibly empty) per partition"
                 )
-            for key in keys:
-                self._write(context, asset_key, key, obj[key])
+            uris = {key: self._write(context, asset_key, key, obj[key]) for key in keys}
+            _record_uris(context, asset_key, uris)
             return
-        self._write(context, asset_key, keys[0] if keys else None, obj)
-
-    def _write(
-        self, context: dg.OutputContext, asset_key: dg.AssetKey, key: str | None, df: Any
-    ) -> None:
-        if not isinstance(df, pd.DataFrame):
-            raise UserError(
-                f"ParquetIOManager stores pandas DataFrames; asset "
-                f"'{asset_key.to_user_string()}' returned {type(df).__name__}"
-            )
-        path = self.path_for(asset_key, key)
-        write_parquet_atomic(df, path)
-        context.log.debug(f"wrote {len(df)} rows to {path}")
+        uri = self._write(context, asset_key, keys[0] if keys else None, obj)
+        context.add_output_metadata({URI_METADATA_KEY: dg.MetadataValue.path(uri)})
 
     def load_input(self, context: dg.InputContext) -> Any:
         """Reads the partitions the step needs: a DataFrame for one, a dict for several."""
         asset_key = context.asset_key
         if not context.has_asset_partitions:
-            return self._read(asset_key, None)
+            return self.read_table(asset_key, None)
         keys = list(context.asset_partition_keys)
         if len(keys) == 1:
-            return self._read(asset_key, keys[0])
-        return {key: self._read(asset_key, key) for key in keys}
+            return self.read_table(asset_key, keys[0])
+        return {key: self.read_table(asset_key, key) for key in keys}
 
-    def _read(self, asset_key: dg.AssetKey, key: str | None) -> pd.DataFrame:
-        path = self.path_for(asset_key, key)
-        if not path.exists():
-            where = f"partition '{key}' of " if key is not None else ""
+    def _write(
+        self, context: dg.OutputContext, asset_key: dg.AssetKey, key: str | None, df: Any
+    ) -> str:
+        if not isinstance(df, pd.DataFrame):
             raise UserError(
-                f"no data for {where}asset '{asset_key.to_user_string()}' at {path}; "
-                "materialize it first (or check ParquetIOManager.base_dir)"
+                f"ParquetIOManager stores pandas DataFrames; asset "
+                f"'{asset_key.to_user_string()}' returned {type(df).__name__}"
             )
-        return pd.read_parquet(path)
+        relative = table_file(asset_key, key)
+        self._opened_store().write(relative, df)
+        uri = self.location.uri(relative)
+        context.log.debug(f"wrote {len(df)} rows to {uri}")
+        return uri
+
+    def _opened_store(self) -> TableStore:
+        """The store, built on first use (inside a run, or by ``trace`` and notebooks)."""
+        if self._store is None:
+            self._store = open_store(
+                self.location,
+                ObjectStoreSettings(
+                    endpoint_url=self.endpoint_url,
+                    region=self.s3_region,
+                    access_key_id=resolve_setting(
+                        self.s3_access_key_id, field="ParquetIOManager.s3_access_key_id"
+                    ),
+                    secret_access_key=resolve_setting(
+                        self.s3_secret_access_key, field="ParquetIOManager.s3_secret_access_key"
+                    ),
+                    session_token=resolve_setting(
+                        self.s3_session_token, field="ParquetIOManager.s3_session_token"
+                    ),
+                ),
+            )
+        return self._store
 
 
-def _dimension_component(dimension: str, key: str) -> str:
-    """``<dim>=<key>``, both escaped; ``=`` is always escaped inside either, so it splits."""
-    name = escape_path_component(dimension, _MAX_NAME_BYTES // 2)
-    budget = _MAX_NAME_BYTES - len(name) - 1
-    return f"{name}={escape_path_component(key, budget)}"
+def _record_uris(
+    context: dg.OutputContext, asset_key: dg.AssetKey, uris: Mapping[str, str]
+) -> None:
+    """Each partition's materialization in a range gets the URI of its own file."""
+    try:
+        step = context.step_context
+    except dg.DagsterInvariantViolationError:  # a context built by hand: no events to attach to
+        return
+    for key, uri in uris.items():
+        step.add_asset_metadata(
+            {URI_METADATA_KEY: dg.MetadataValue.path(uri)}, asset_key=asset_key, partition_key=key
+        )
+
+
+def _masked(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dg.EnvVar):
+        return f"EnvVar({value.env_var_name!r})"
+    return "***"
