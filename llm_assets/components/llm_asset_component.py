@@ -15,6 +15,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
+from llm_assets.components.scaffold import LLMAssetScaffolder
 from llm_assets.components.schema import SchemaError, import_model, model_from_json_schema
 from llm_assets.components.upstream import find_upstream
 from llm_assets.factory import llm_asset
@@ -44,6 +45,7 @@ warnings.filterwarnings(
 )
 
 
+@dg.scaffold_with(LLMAssetScaffolder)
 class LLMAssetComponent(dg.Component, dg.Model, dg.Resolvable):
     """An LLM asset declared in YAML: an upstream asset, prompts, an answer schema, a model.
 
@@ -97,7 +99,7 @@ class LLMAssetComponent(dg.Component, dg.Model, dg.Resolvable):
         "('my_project.schemas.Label') or a JSON Schema object whose properties become columns."
     )
     system_prompt: str = _task_field("system_prompt")
-    model: str | None = _task_field("model")
+    model: str | None = _task_field("model")  # type: ignore[assignment]  # see the filter above
     temperature: float | None = _task_field("temperature")
     max_output_tokens: int = _task_field("max_output_tokens")
     expected_output_tokens: int | None = _task_field("expected_output_tokens")
@@ -122,8 +124,7 @@ class LLMAssetComponent(dg.Component, dg.Model, dg.Resolvable):
         default=_asset_default("max_failure_rate"),
         ge=0,
         le=1,
-        description="The failure_rate check fails for a partition above this share of failed "
-        "rows.",
+        description="The failure_rate check fails for a partition above this share of failed rows.",
     )
     block_downstream_on_failures: bool = Field(
         default=_asset_default("block_downstream_on_failures"),
@@ -160,12 +161,20 @@ class LLMAssetComponent(dg.Component, dg.Model, dg.Resolvable):
         return dg.AssetKey(self.name)
 
     @property
+    def asset_keys(self) -> tuple[dg.AssetKey, dg.AssetKey]:
+        """The keys of the table and of its quarantine."""
+        return self.asset_key, dg.AssetKey(f"{self.name}_quarantine")
+
+    @property
     def upstream_key(self) -> dg.AssetKey:
         """The upstream asset's key."""
         return dg.AssetKey.from_user_string(self.upstream)
 
-    def build_task(self) -> LLMTask:
+    def build_task(self, context: dg.ComponentLoadContext | None = None) -> LLMTask:
         """The ``LLMTask`` these fields describe.
+
+        Args:
+            context: The load context, to name the component's folder in errors.
 
         Raises:
             ComponentConfigError: The output schema cannot be loaded, or a task field is invalid.
@@ -173,7 +182,7 @@ class LLMAssetComponent(dg.Component, dg.Model, dg.Resolvable):
         try:
             schema = self._output_model()
         except SchemaError as exc:
-            raise self._error("output_schema", str(exc)) from exc
+            raise self._error("output_schema", str(exc), context) from exc
         names = (
             "system_prompt", "user_prompt", "model", "temperature", "max_output_tokens",
             "expected_output_tokens", "max_tokens_param", "params", "columns", "id_column",
@@ -184,16 +193,16 @@ class LLMAssetComponent(dg.Component, dg.Model, dg.Resolvable):
                 name=self.name, output_schema=schema, **{n: getattr(self, n) for n in names}
             )
         except ValueError as exc:
-            raise self._error("attributes", str(exc)) from exc
+            raise self._error("attributes", str(exc), context) from exc
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """The asset, its quarantine and its ``failure_rate`` check."""
-        task = self.build_task()
+        task = self.build_task(context)
         upstream, seen = find_upstream(
             context,
             self.upstream_key,
             LLMAssetComponent,
-            lambda component: getattr(component, "asset_key", None),
+            lambda component: getattr(component, "asset_keys", ()),
         )
         if upstream is None:
             known = ", ".join(k for k in seen if not k.endswith("_quarantine")) or "none"
@@ -231,7 +240,10 @@ class LLMAssetComponent(dg.Component, dg.Model, dg.Resolvable):
     def _error(
         self, field: str, message: str, context: dg.ComponentLoadContext | None = None
     ) -> ComponentConfigError:
-        where = f" in {context.path}" if context is not None else ""
-        return ComponentConfigError(
-            f"LLMAssetComponent '{self.name}'{where}: field `{field}`: {message}"
-        )
+        where = ""
+        if context is not None:
+            path, root = context.path, context.project_root
+            where = f" ({path.relative_to(root) if path.is_relative_to(root) else path})"
+        if not message.startswith(field):  # JSON Schema errors start with their path
+            message = f"field `{field}`: {message}"
+        return ComponentConfigError(f"LLMAssetComponent '{self.name}'{where}: {message}")

@@ -170,8 +170,10 @@ class _Builder:
     def _ref(self, node: Mapping[str, Any], path: str) -> Any:
         ref = node["$ref"]
         prefix = "#/$defs/"
-        if not isinstance(ref, str) or not ref.startswith(prefix) or ref[len(prefix) :] not in (
-            self._defs
+        if (
+            not isinstance(ref, str)
+            or not ref.startswith(prefix)
+            or ref[len(prefix) :] not in (self._defs)
         ):
             raise SchemaError(
                 f"{path}: $ref {ref!r} does not name an entry of the top-level $defs "

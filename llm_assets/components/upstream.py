@@ -9,7 +9,7 @@ Dagster caches what each builds, so loading the whole project builds nothing twi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 import dagster as dg
 from dagster.components.core.decl import ComponentDecl
@@ -23,7 +23,7 @@ def find_upstream(
     context: dg.ComponentLoadContext,
     key: dg.AssetKey,
     component_type: type[dg.Component],
-    produces: Callable[[dg.Component], dg.AssetKey],
+    produces: Callable[[dg.Component], Collection[dg.AssetKey]],
 ) -> tuple[dg.AssetsDefinition | dg.AssetSpec | None, list[str]]:
     """The definition of ``key`` in the project, and the keys seen while looking.
 
@@ -32,7 +32,7 @@ def find_upstream(
         key: The upstream asset key.
         component_type: The LLM asset component class: a component of this type that
             ``produces`` ``key`` is built before anything else, the others are never built.
-        produces: The asset key a component of ``component_type`` defines.
+        produces: The asset keys a component of ``component_type`` defines.
 
     Returns:
         The definition (``None`` when no part of the project defines ``key``) and the sorted
@@ -41,7 +41,7 @@ def find_upstream(
     seen: set[str] = set()
     _IN_PROGRESS.add(context.component_loc)
     try:
-        for decl in _candidates(context, key, component_type, produces):
+        for decl in _candidates(context, key, component_type, produces, seen):
             found = _lookup(context.build_defs(decl.loc), key, seen)
             if found is not None:
                 return found, sorted(seen)
@@ -54,10 +54,12 @@ def _candidates(
     context: dg.ComponentLoadContext,
     key: dg.AssetKey,
     component_type: type[dg.Component],
-    produces: Callable[[dg.Component], dg.AssetKey],
+    produces: Callable[[dg.Component], Collection[dg.AssetKey]],
+    seen: set[str],
 ) -> Iterator[ComponentDecl]:
-    """Leaf declarations of the project: the LLM component producing ``key`` first, then the
-    declarations that are not LLM components.
+    """Leaf declarations: the LLM component producing ``key`` first, then all but LLM ones.
+
+    The keys of LLM components that are not built are added to ``seen``.
     """
     tree = context.component_tree
     decls = [
@@ -74,8 +76,11 @@ def _candidates(
     for decl in decls:
         if not _is_subclass(decl.component_type, component_type):
             rest.append(decl)
-        elif produces(tree.load_structural_component_at_loc(decl.loc)) == key:
+            continue
+        keys = produces(tree.load_structural_component_at_loc(decl.loc))
+        if key in keys:
             yield decl
+        seen.update(k.to_user_string() for k in keys)
     yield from rest
 
 
