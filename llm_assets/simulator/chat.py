@@ -16,6 +16,7 @@ from llm_assets.simulator.config import SimulatorConfig
 from llm_assets.simulator.content import ResponseFormatError, build_content, finish_answer
 from llm_assets.simulator.faults import Marker, MarkerError, find_marker
 from llm_assets.simulator.parsing import InvalidRequest
+from llm_assets.simulator.planner import plan_content
 from llm_assets.simulator.tokens import estimate_prompt_tokens, estimate_tokens
 
 REFUSED = (InvalidRequest, MarkerError, ResponseFormatError)
@@ -48,7 +49,10 @@ class ChatCall:
         marker = find_marker(user_text)
         response_format = body.get("response_format")
         content_rng = random.Random(parsing.digest([model, messages, response_format]))
-        content = build_content(response_format, user_text, content_rng)
+        # A planner request (tools offered, a plan schema asked for) gets a plan that uses them.
+        content = plan_content(body, messages, content_rng)
+        if content is None:
+            content = build_content(response_format, user_text, content_rng)
         return cls(model, max_tokens, marker, content, estimate_prompt_tokens(messages))
 
     @property
