@@ -26,7 +26,7 @@ from llm_assets.simulator.batches import BatchesAPI
 from llm_assets.simulator.chat import REFUSED, ChatCall, refusal
 from llm_assets.simulator.config import DEFAULT_MODELS, SimulatorConfig
 from llm_assets.simulator.faults import Marker, choose_fault, draw_latency_s
-from llm_assets.simulator.limits import RateLimiter
+from llm_assets.simulator.limits import BucketLimiter, Decision, RateLimiter
 from llm_assets.simulator.parsing import InvalidRequest
 from llm_assets.simulator.responses import (
     DROPPED,
@@ -51,6 +51,7 @@ class SimulatorApp:
         self.config = config or SimulatorConfig()
         self.stats = SimulatorStats()
         self.limiter = RateLimiter()
+        self.buckets = BucketLimiter()
         self.models_seen: dict[str, None] = dict.fromkeys(DEFAULT_MODELS)
         self._request_ids = itertools.count(1)
         self.batches = BatchesAPI(lambda: self.config, self._authenticate)
@@ -190,7 +191,10 @@ class SimulatorApp:
     async def get_stats(self, request: Request) -> Response:
         """``GET /_simulator/stats``."""
         return json_response(
-            {**self.stats.snapshot(self.config, self.limiter), **self.batches.stats()}
+            {
+                **self.stats.snapshot(self.config, self.limiter, self.buckets),
+                **self.batches.stats(),
+            }
         )
 
     async def get_config(self, request: Request) -> Response:
@@ -214,6 +218,7 @@ class SimulatorApp:
         """``POST /_simulator/reset``: zero counters and rate windows, keep the config."""
         self.stats.reset()
         self.limiter.reset()
+        self.buckets.reset()
         self.batches.reset_counters()
         return json_response({"reset": True})
 
@@ -231,19 +236,24 @@ class SimulatorApp:
 
     def _refuse(self, status: int, body: dict[str, Any], key: str, now: float) -> Response:
         """Answer an unadmitted request, still reporting the key's rate-limit window."""
-        config = self.config
-        decision = self.limiter.peek(
-            key, now, rpm=config.rpm, tpm=config.tpm, window_s=config.window_s
-        )
-        headers = {**decision.headers, "x-request-id": self._next_request_id()}
+        headers = {**self._peek(key, now).headers, "x-request-id": self._next_request_id()}
         return json_response(body, status, headers)
+
+    def _peek(self, key: str, now: float) -> Decision:
+        config = self.config
+        limits = {"rpm": config.rpm, "tpm": config.tpm, "window_s": config.window_s}
+        if config.limit_mode == "bucket":
+            return self.buckets.peek(key, now, **limits, burst_s=config.burst_s)
+        return self.limiter.peek(key, now, **limits)
 
     def _admit(self, key: str, model: str, cost: int, now: float) -> dict[str, str] | Response:
         """Charge the key's window; return the response headers, or the 429 to send."""
         config = self.config
-        decision = self.limiter.admit(
-            key, cost, now, rpm=config.rpm, tpm=config.tpm, window_s=config.window_s
-        )
+        limits = {"rpm": config.rpm, "tpm": config.tpm, "window_s": config.window_s}
+        if config.limit_mode == "bucket":
+            decision = self.buckets.admit(key, cost, now, **limits, burst_s=config.burst_s)
+        else:
+            decision = self.limiter.admit(key, cost, now, **limits)
         headers = {**decision.headers, "x-request-id": self._next_request_id()}
         if decision.admitted:
             return headers

@@ -27,6 +27,8 @@ class SimulatorConfig(BaseModel):
         >>> config = SimulatorConfig(rpm=60, window_s=6.0, fault_503=0.05)
         >>> config.model_copy(update={"latency_ms": 25.0}).latency_ms
         25.0
+        >>> SimulatorConfig(rpm=600, limit_mode="bucket").limit_mode  # OpenAI-style buckets
+        'bucket'
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -57,7 +59,22 @@ class SimulatorConfig(BaseModel):
     window_s: float = Field(
         default=60.0,
         gt=0,
-        description="Length of the sliding rate-limit window in seconds (60 mimics 'per minute').",
+        description="Period rpm and tpm are stated per, in seconds (60 mimics 'per minute'): "
+        "the sliding window's length in window mode, limit/window_s is the refill per second "
+        "in bucket mode.",
+    )
+    limit_mode: str = Field(
+        default="window",
+        pattern=r"^(window|bucket)$",
+        description="How rpm/tpm are enforced: 'window' (at most the limit in any sliding "
+        "window_s) or 'bucket' (as OpenAI does: continuous buckets refilled at limit/window_s "
+        "per second holding burst_s of refill; remaining = what the bucket holds, reset = time "
+        "until it is full).",
+    )
+    burst_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Bucket mode: seconds of refill a bucket holds, i.e. the largest burst.",
     )
 
     context_window: int = Field(

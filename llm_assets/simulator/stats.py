@@ -8,7 +8,7 @@ from typing import Any
 
 from llm_assets.simulator.config import SIMULATOR_NAME, SimulatorConfig
 from llm_assets.simulator.errors import mask_key
-from llm_assets.simulator.limits import RateLimiter
+from llm_assets.simulator.limits import BucketLimiter, RateLimiter
 
 
 class SimulatorStats:
@@ -39,18 +39,22 @@ class SimulatorStats:
         self.answered: set[str] = set()
         """Canonical body hashes of chat requests already answered 200."""
 
-    def snapshot(self, config: SimulatorConfig, limiter: RateLimiter) -> dict[str, Any]:
+    def snapshot(
+        self, config: SimulatorConfig, *limiters: RateLimiter | BucketLimiter
+    ) -> dict[str, Any]:
         """Return all counters as JSON-ready data, with API keys masked.
 
         Args:
             config: The active config, included (masked) in the output.
-            limiter: Source of the per-key window counters.
+            limiters: Sources of the per-key counters (window and bucket mode); a key limited
+                in both modes over time gets the sum of its counts and the larger peaks.
 
         Returns:
             The body of ``GET /_simulator/stats``.
         """
         by_key: dict[str, dict[str, int]] = {}
-        for key, window in limiter.windows.items():
+        windows = [item for limiter in limiters for item in limiter.windows.items()]
+        for key, window in windows:
             entry = by_key.setdefault(
                 mask_key(key),
                 {

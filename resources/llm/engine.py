@@ -2,15 +2,22 @@
 
 The SDK's own retries are off (``max_retries=0``) so that exactly one layer decides what is
 retried, how long to wait and what counts against the rate limit. Transient failures (408,
-409, 429, 5xx, connection errors, timeouts) are retried with exponential backoff and jitter,
-waiting at least what ``retry-after`` asks; permanent failures end the row (400, 422) or the
-whole step (401, 403, 404, ``insufficient_quota``) at once, so a bad key never becomes a
-retry storm; ``failures`` sorts them.
+409, 429, 5xx, connection errors, timeouts) are retried; permanent failures end the row (400,
+422) or the whole step (401, 403, 404, ``insufficient_quota``) at once, so a bad key never
+becomes a retry storm; ``failures`` sorts them. How long a retry waits is ``retries``'s
+decision: an isolated failure is retried as soon as the rate limiter allows, after a short
+jittered pause; only overload (most recent attempts failing, ``retry-after``, 429s) backs off.
+
+One dispatcher hands rows out: it takes the next row (a retry whose pause is over comes before
+a new row), waits for the rate limiter's turn, then for a free slot among ``concurrency``
+requests in flight, and starts the attempt. A row waiting for the limiter or for its retry
+holds neither a slot nor an HTTP connection, and only one row at a time waits for the limiter,
+so a retry is never queued behind reservations made for rows that have not gone yet.
 
 A dead or failing endpoint stops the step with one ``EndpointUnreachable`` naming the endpoint
 and the root cause, instead of failing every row after every retry. The circuit breaker
 (``breaker``, which spells out the rule) opens after ``breaker_threshold`` systemic failed
-attempts in a row (connection, DNS, TLS, timeout, 500/502/503/504) across all workers, once
+attempts in a row (connection, DNS, TLS, timeout, 500/502/503/504) across all attempts, once
 they have lasted one request's whole backoff schedule; then nothing new is sent, attempts in
 flight finish and are reported (a success is still recorded), and ``run()`` raises.
 """
@@ -21,7 +28,9 @@ import asyncio
 import json
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import openai
 
@@ -29,11 +38,23 @@ from llm_assets.resources.errors import ProviderError
 from llm_assets.resources.llm.breaker import CircuitBreaker, SystemicFailure, systemic_failure
 from llm_assets.resources.llm.failures import classify_status, parse_retry_after
 from llm_assets.resources.llm.pricing import ModelPrice, cost_usd
+from llm_assets.resources.llm.retries import RetryPolicy
 from llm_assets.resources.llm.types import ChatRequest, ChatResult, EngineStats
 from llm_assets.resources.ratelimit import RateLimiter, UnlimitedRateLimiter
 
 ResultCallback = Callable[[ChatResult], None]
 ProgressCallback = Callable[[EngineStats, int], None]
+
+
+@dataclass(slots=True)
+class _Row:
+    """One request on its way: how often it was tried and why it failed."""
+
+    request: ChatRequest
+    est_tokens: int
+    attempts: int = 0
+    transient_failures: int = 0
+    rate_limited: int = 0
 
 
 class ChatEngine:
@@ -42,9 +63,10 @@ class ChatEngine:
     Args:
         client: An ``openai.AsyncOpenAI`` with ``max_retries=0``.
         base_url: The endpoint, for error messages.
-        concurrency: Requests in flight at once.
+        concurrency: Requests in flight at once (rows waiting for the rate limiter or for a
+            retry do not count).
         max_retries: Retries of a transient failure (429s have their own, larger cap).
-        backoff_s: First backoff; doubles each retry.
+        backoff_s: First backoff under overload; doubles each retry.
         backoff_max_s: Backoff cap.
         prices: Price table for per-call cost.
         limiter: Rate limiter consulted before every attempt.
@@ -84,6 +106,7 @@ class ChatEngine:
         self._prices = dict(prices or {})
         self._limiter = limiter or UnlimitedRateLimiter()
         self._rng = random.Random(seed)
+        self._retries = RetryPolicy(backoff_s, backoff_max_s, self._rng)
         self.stats = EngineStats()
         self._breaker_threshold = max(1, breaker_threshold)
         self._breaker = self._new_breaker()
@@ -119,23 +142,62 @@ class ChatEngine:
         pending = list(requests)
         self.stats = EngineStats(total=len(pending), started_at=time.monotonic())
         self._breaker = breaker = self._new_breaker()
-        queue = iter(pending)
+        self._retries = RetryPolicy(self._backoff_s, self._backoff_max_s, self._rng)
+        fresh = iter(pending)
+        ready: deque[_Row] = deque()  # retries whose pause is over
+        wake = asyncio.Event()
+        in_flight = asyncio.Semaphore(self._concurrency)
+        unfinished = 0  # rows taken and not yet reported
 
-        async def worker() -> None:
-            for request in queue:
-                if breaker.is_open or (should_stop is not None and should_stop()):
-                    return
-                result = await self._send_with_retries(request)
-                self._account(result)
-                on_result(result)
+        def finish(result: ChatResult) -> None:
+            nonlocal unfinished
+            unfinished -= 1
+            self._account(result)
+            on_result(result)
+            wake.set()
+
+        async def attempt(row: _Row) -> None:
+            try:
+                outcome = await self._attempt(row)
+            finally:
+                in_flight.release()
+            if isinstance(outcome, ChatResult):
+                finish(outcome)
+            elif await breaker.unless_open(asyncio.sleep(outcome)):
+                ready.append(row)
+                wake.set()
+            else:
+                finish(self._not_retried(row.request, row.attempts))
+
+        async def dispatch(group: asyncio.TaskGroup) -> None:
+            nonlocal unfinished
+            while True:
+                row = ready.popleft() if ready else None
+                stopping = breaker.is_open or (should_stop is not None and should_stop())
+                if row is None and not stopping:
+                    request = next(fresh, None)
+                    if request is not None:
+                        unfinished += 1
+                        est = request.est_prompt_tokens + request.max_output_tokens
+                        row = _Row(request, est)
+                if row is None:
+                    if unfinished == 0:
+                        return
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                if not await breaker.unless_open(self._turn(row.est_tokens)):
+                    finish(self._not_retried(row.request, row.attempts))
+                    continue
+                await in_flight.acquire()
+                group.create_task(attempt(row))
 
         reporter = None
         if progress is not None:
             reporter = asyncio.create_task(self._report(progress, progress_interval_s))
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(min(self._concurrency, max(1, len(pending)))):
-                    group.create_task(worker())
+                group.create_task(dispatch(group))
         except* ProviderError as failures:
             raise failures.exceptions[0] from None
         finally:
@@ -146,6 +208,13 @@ class ChatEngine:
         if breaker.is_open or breaker.gave_up_on_everything(self.stats.done):
             raise breaker.error(self._base_url, paid=self.stats.ok, secret=self._client.api_key)
         return self.stats
+
+    async def _turn(self, est_tokens: int) -> None:
+        """Waits out an overload hold, then the rate limiter's turn."""
+        hold = self._retries.hold_until - time.monotonic()
+        if hold > 0:
+            await asyncio.sleep(hold)
+        await self._limiter.acquire(est_tokens)
 
     def _new_breaker(self) -> CircuitBreaker:
         # How long one request may keep retrying: its backoffs before jitter shortens them.
@@ -174,50 +243,46 @@ class ChatEngine:
             name = result.error_class or "error"
             stats.error_classes[name] = stats.error_classes.get(name, 0) + 1
 
-    async def _send_with_retries(self, request: ChatRequest) -> ChatResult:
-        attempts = 0
-        transient_failures = 0
-        rate_limited = 0
-        est_tokens = request.est_prompt_tokens + request.max_output_tokens
-        while True:
-            if not await self._breaker.unless_open(self._limiter.acquire(est_tokens)):
-                return self._not_retried(request, attempts)
-            attempts += 1
-            started = time.monotonic()
-            try:
-                raw = await self._client.chat.completions.with_raw_response.create(**request.body)
-            except openai.APIStatusError as exc:
-                headers = dict(exc.response.headers)
-                self._limiter.observe(headers, used_tokens=est_tokens, est_tokens=est_tokens)
-                failure = classify_status(exc, request, attempts, base_url=self._base_url)
-                if failure is not None:
-                    return failure
-                retry_after = parse_retry_after(headers)
-                if exc.status_code == 429:
-                    rate_limited += 1
-                    self.stats.rate_limited += 1
-                    self._limiter.on_rate_limited(retry_after)
-                    if rate_limited > self.max_rate_limit_retries:
-                        return self._exhausted(request, attempts, f"429 x{rate_limited}", None)
-                    await self._sleep_backoff(rate_limited, retry_after)
-                    continue
-                transient_failures += 1
-                systemic = self._record(exc)
-                if transient_failures > self._max_retries:
-                    return self._exhausted(request, attempts, f"HTTP {exc.status_code}", systemic)
-                await self._sleep_backoff(transient_failures, retry_after)
-                continue
-            except (openai.APIConnectionError, openai.APIResponseValidationError) as exc:
-                transient_failures += 1
-                systemic = self._record(exc)
-                if transient_failures > self._max_retries:
-                    last = str(systemic) if systemic else type(exc).__name__
-                    return self._exhausted(request, attempts, last, systemic)
-                await self._sleep_backoff(transient_failures, None)
-                continue
-            self._breaker.record_success()
-            latency = time.monotonic() - started
-            return self._success(request, raw.headers, raw.content, latency, attempts)
+    async def _attempt(self, row: _Row) -> ChatResult | float:
+        """Sends one attempt; returns the row's result, or how long to wait before a retry."""
+        request, est_tokens = row.request, row.est_tokens
+        row.attempts += 1
+        attempts = row.attempts
+        started = time.monotonic()
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(**request.body)
+        except openai.APIStatusError as exc:
+            headers = dict(exc.response.headers)
+            self._limiter.observe(headers, used_tokens=est_tokens, est_tokens=est_tokens)
+            failure = classify_status(exc, request, attempts, base_url=self._base_url)
+            if failure is not None:
+                return failure
+            retry_after = parse_retry_after(headers)
+            if exc.status_code == 429:
+                row.rate_limited += 1
+                self.stats.rate_limited += 1
+                self._limiter.on_rate_limited(retry_after)
+                if row.rate_limited > self.max_rate_limit_retries:
+                    return self._exhausted(request, attempts, f"429 x{row.rate_limited}", None)
+                return self._retries.after_rate_limit(row.rate_limited, retry_after)
+            row.transient_failures += 1
+            self._retries.record(ok=False)
+            systemic = self._record(exc)
+            if row.transient_failures > self._max_retries:
+                return self._exhausted(request, attempts, f"HTTP {exc.status_code}", systemic)
+            return self._retries.after_failure(row.transient_failures, retry_after)
+        except (openai.APIConnectionError, openai.APIResponseValidationError) as exc:
+            row.transient_failures += 1
+            self._retries.record(ok=False)
+            systemic = self._record(exc)
+            if row.transient_failures > self._max_retries:
+                last = str(systemic) if systemic else type(exc).__name__
+                return self._exhausted(request, attempts, last, systemic)
+            return self._retries.after_failure(row.transient_failures, None)
+        self._breaker.record_success()
+        self._retries.record(ok=True)
+        latency = time.monotonic() - started
+        return self._success(request, raw.headers, raw.content, latency, attempts)
 
     def _record(self, exc: openai.APIError) -> SystemicFailure | None:
         failure = systemic_failure(exc)
@@ -287,10 +352,3 @@ class ChatEngine:
             error=(f"not retried after {attempts} attempts" if attempts else "not sent")
             + f": the circuit breaker opened (last failure: {self._breaker.last_failure})",
         )
-
-    async def _sleep_backoff(self, failures: int, retry_after: float | None) -> None:
-        delay = min(self._backoff_max_s, self._backoff_s * 2 ** (failures - 1))
-        delay *= 0.5 + self._rng.random() / 2
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        await self._breaker.unless_open(asyncio.sleep(delay))

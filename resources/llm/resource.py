@@ -105,12 +105,21 @@ class LLMResource(dg.ConfigurableResource):
     model: str = Field(
         default="gpt-4o-mini", description="Model used by tasks that do not name one."
     )
-    max_concurrency: int = Field(default=16, description="Requests in flight per step.")
+    max_concurrency: int = Field(
+        default=16,
+        description="HTTP requests in flight per step; rows waiting for the rate limiter or "
+        "for a retry do not count.",
+    )
     timeout_s: float = Field(default=60.0, description="Timeout of one HTTP attempt, seconds.")
     max_retries: int = Field(
         default=6, description="Retries of a transient failure (5xx, timeout, connection)."
     )
-    retry_backoff_s: float = Field(default=0.5, description="First retry delay; doubles.")
+    retry_backoff_s: float = Field(
+        default=0.5,
+        description="First retry delay while the endpoint is overloaded (most recent attempts "
+        "failing); doubles per failure of the row. An isolated failure is retried after at "
+        "most min(0.1 s, this).",
+    )
     retry_backoff_max_s: float = Field(default=30.0, description="Longest retry delay.")
     prices: dict[str, ModelPrice] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES),
@@ -142,15 +151,22 @@ class LLMResource(dg.ConfigurableResource):
     rate_limit_window_s: float = Field(
         default=60.0,
         gt=0,
-        description="Length of the provider's rate-limit window in seconds; must match the "
-        "provider (60 for OpenAI's per-minute limits, the simulator's window_s for it).",
+        description="The period the provider's limits are stated per, in seconds; must match "
+        "the provider (60 for OpenAI's per-minute limits, the simulator's window_s for it).",
     )
-    rate_limit_target: float = Field(
-        default=0.97,
+    rate_limit_model: Literal["bucket", "window"] = Field(
+        default="bucket",
+        description="How the provider counts its limit: 'bucket' (OpenAI, Azure OpenAI, "
+        "Anthropic: refilled continuously at limit/window per second; paced at the full "
+        "refill rate) or 'window' (a server counting a sliding window, such as the "
+        "simulator's window mode; paced at 97% of the limit).",
+    )
+    rate_limit_target: float | None = Field(
+        default=None,
         gt=0,
         le=1,
-        description="Fraction of the provider's limit to aim for; the rest absorbs timing "
-        "jitter so that requests are not rejected.",
+        description="Fraction of the provider's limit to aim for; None = 1.0 with the bucket "
+        "model, 0.97 with the window model (the rest absorbs timing jitter).",
     )
     rpm_limit: int | None = Field(
         default=None,
@@ -224,6 +240,7 @@ class LLMResource(dg.ConfigurableResource):
             limit_key(self.base_url, api_key),
             window_s=self.rate_limit_window_s,
             target=self.rate_limit_target,
+            model=self.rate_limit_model,
             rpm_limit=self.rpm_limit,
             tpm_limit=self.tpm_limit,
         )

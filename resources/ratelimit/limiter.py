@@ -5,22 +5,34 @@ How it paces (per API key, whatever the number of steps and runs sharing it):
 - **Learn.** Until the first answer arrives one probe request goes out (one more per
   ``probe_interval_s`` if it is slow), so N workers do not start with N rejected requests.
   Every answer's ``x-ratelimit-limit-*`` headers give the requests and tokens allowed per
-  window; ``window_s`` must be the provider's window (60 s for OpenAI). An endpoint that sends
-  no such headers is not paced, but a 429 from it sets a limit from what was just sent.
-- **Pace.** Two GCRA token buckets (requests, tokens) refill at ``target`` (0.97) x ``scale`` x
-  limit per window and hold at most ``burst_fraction`` (1%) of the limit, so any window of the
-  provider's sliding count holds at most ~98% of the limit; the rest absorbs network jitter.
-  A step starts at 80% of that rate and ramps up over a quarter window, because its first
-  requests open connections and reach the provider late and bunched. A request reserves one
-  request and its estimated tokens (prompt estimate + ``max_tokens``, which the provider
-  counts at admission); reported usage above the estimate is charged to the next
-  reservation. Nothing is refunded when usage is below it: the provider counted
+  ``window_s`` (60 s for OpenAI). An endpoint that sends no such headers is not paced, but a
+  429 from it sets a limit from what was just sent. A step that starts after another one
+  learned the key's limits reads them from the store and paces from its first request.
+- **Pace.** Two GCRA token buckets (requests, tokens) release requests evenly at ``target`` x
+  ``scale`` x limit / ``window_s`` per second. How close to the limit that may be depends on
+  how the provider counts (``model``):
+
+  - ``bucket`` (OpenAI, Azure OpenAI, Anthropic): the provider's own limit is a bucket
+    refilled continuously at limit / window_s per second that holds about a second of burst.
+    Requests released no faster than that refill are never rejected, however late or bunched
+    they reach it, so the limiter paces at the full refill rate (``target`` 1.0) from the
+    first answer on, with at most ``bucket_burst_s`` (half a second) of burst of its own.
+  - ``window`` (a server that counts a sliding window): requests that reach it late and
+    bunched can overfill a window, so the limiter aims at ``target`` 0.97, holds at most
+    ``burst_fraction`` (1%) of the limit as burst, and a step starts at 80% of the rate and
+    ramps up over a quarter window while its first connections open.
+
+  A request reserves one request and its estimated tokens (prompt estimate + ``max_tokens``,
+  which the provider counts at admission); reported usage above the estimate is charged to the
+  next reservation. Nothing is refunded when usage is below it: the provider counted
   ``max_tokens`` already.
 - **React.** A 429 multiplies ``scale`` by ``decrease_factor`` (at most once per cooldown, so
   one burst of rejections is one event) and ``scale`` climbs back linearly by
   ``recovery_per_window`` per window (AIMD). ``retry-after`` pauses everyone sharing the key;
   requests already waiting for their turn take a new one after the pause. Headers saying the
-  window is full (``remaining`` at 0) hold new reservations until their ``reset``.
+  budget is spent (``remaining`` below what a request needs) hold new reservations: in a bucket
+  until the refill covers the request (at most the header's ``reset``), in a window until its
+  ``reset``.
 
 Where the state lives: a ``RateLimitStore`` row per ``limit_key`` (see
 ``llm_assets.resources.ratelimit.store``): memory (one process), SQLite (processes of one host) or
@@ -34,17 +46,20 @@ to run) and costs one short ``UPDATE`` per reservation. Each process reserves sm
 one per request; the price is that a process may leave a few reserved units unused when it stops.
 Store calls run in a worker thread, never on the event loop; if the store fails, the limiter
 logs a warning and goes on pacing in memory for this process.
+
+Time comes from ``clock`` and waits from ``sleep`` (``time.monotonic`` and ``asyncio.sleep``
+by default), so the pacing can be run on a simulated clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from llm_assets.resources.ratelimit.headers import RateLimitHeaders, parse_rate_limit_headers
 from llm_assets.resources.ratelimit.link import Decrease, StoreLink
@@ -53,8 +68,18 @@ from llm_assets.resources.ratelimit.store import BucketPolicy, BucketRates, Rate
 logger = logging.getLogger(__name__)
 
 _START_SCALE = 0.8
-"""A step's first requests open new connections and reach the provider late and bunched;
-it starts at this fraction of the rate and reaches the full rate within a quarter window."""
+"""Window model: a step's first requests open new connections and reach the provider late and
+bunched; it starts at this fraction of the rate and reaches the full rate within a quarter
+window. A bucket absorbs that, so the bucket model starts at the full rate."""
+
+_ANSWER_POLL_S = 0.01
+"""While the first answer is awaited, how often a waiting caller looks whether it came."""
+
+LimitModel = Literal["bucket", "window"]
+"""How the provider counts its limit: a continuously refilled bucket, or a sliding window."""
+
+DEFAULT_TARGETS: dict[str, float] = {"bucket": 1.0, "window": 0.97}
+"""The fraction of the limit each model aims for unless ``target`` is given."""
 
 
 @dataclass(slots=True)
@@ -91,17 +116,24 @@ class AdaptiveRateLimiter:
     Args:
         store: Where the limit's state is shared.
         key: The limit's id, ``limit_key(base_url, api_key)``.
-        window_s: The provider's rate-limit window in seconds (60 for per-minute limits).
-        target: Fraction of the learned limit to aim for.
+        window_s: The period the provider's limits are stated per, in seconds (60 for
+            per-minute limits).
+        target: Fraction of the learned limit to aim for; None = 1.0 for the bucket model,
+            0.97 for the window model.
+        model: ``bucket`` (the provider refills a bucket continuously, as OpenAI does) or
+            ``window`` (it counts a sliding window).
         rpm_limit: Requests per window to stay under even if headers allow more.
         tpm_limit: Tokens per window to stay under even if headers allow more.
-        burst_fraction: Bucket capacity as a fraction of the limit.
+        burst_fraction: Window model: bucket capacity as a fraction of the limit.
+        bucket_burst_s: Bucket model: bucket capacity in seconds of the rate.
         decrease_factor: Scale multiplier on a 429.
         min_scale: Lowest scale.
         recovery_per_window: Scale regained per window after a decrease.
         probe_interval_s: While no limit is known, one more request may go this often.
         batch_s: Traffic reserved per store call when the store is a database.
         max_batch: Most requests reserved per store call.
+        clock: Monotonic time in seconds.
+        sleep: Waits that many seconds.
 
     Examples:
         >>> import asyncio
@@ -120,19 +152,29 @@ class AdaptiveRateLimiter:
         key: str,
         *,
         window_s: float = 60.0,
-        target: float = 0.97,
+        target: float | None = None,
+        model: LimitModel = "bucket",
         rpm_limit: int | None = None,
         tpm_limit: int | None = None,
         burst_fraction: float = 0.01,
+        bucket_burst_s: float = 0.5,
         decrease_factor: float = 0.7,
         min_scale: float = 0.05,
         recovery_per_window: float = 0.5,
         probe_interval_s: float = 1.0,
         batch_s: float = 0.1,
         max_batch: int = 32,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        if model not in DEFAULT_TARGETS:
+            raise ValueError(f"model must be 'bucket' or 'window', got {model!r}")
+        target = DEFAULT_TARGETS[model] if target is None else target
         if window_s <= 0 or not 0 < target <= 1:
             raise ValueError(f"need window_s > 0 and 0 < target <= 1, got {window_s}, {target}")
+        self._clock = clock
+        self._sleep = sleep
+        self.model = model
         self._cooldown_s = min(5.0, max(0.5, window_s / 10))
         self._decrease = Decrease(
             decrease_factor, min_scale, self._cooldown_s, recovery_per_window / window_s
@@ -142,13 +184,14 @@ class AdaptiveRateLimiter:
         self.target = target
         self._caps = (rpm_limit or 0, tpm_limit or 0)
         self._burst_fraction = burst_fraction
+        self._bucket_burst_s = bucket_burst_s
         self._default_pause_s = min(2.0, max(0.05, window_s / 30))
         self._probe_interval_s = probe_interval_s
         self._batch_s = batch_s
         self._max_batch = max_batch
         self._policy: BucketPolicy | None = None
         self._header_limits: tuple[int, int] = (0, 0)
-        self._offset = 0.0  # store clock minus time.monotonic()
+        self._offset = 0.0  # store clock minus this limiter's clock
         self._lease: _Lease | None = None
         self._paused_until = 0.0
         self._unadvertised = False
@@ -158,7 +201,6 @@ class AdaptiveRateLimiter:
         self._pacing_since: float | None = None
         self._ramp_s = min(5.0, window_s / 4) / (1 - _START_SCALE)
         self._sent: deque[float] = deque()
-        self._answered = asyncio.Event()
         self._lock = asyncio.Lock()
 
     @property
@@ -175,7 +217,7 @@ class AdaptiveRateLimiter:
         """The AIMD scale now: 1.0 aims at ``target`` x the limit."""
         if self._policy is None:
             return 1.0
-        now = time.monotonic() + self._offset
+        now = self._clock() + self._offset
         return self._policy.scale_at(now, self._decrease.recovery_per_s)
 
     async def acquire(self, tokens: int) -> None:
@@ -186,9 +228,9 @@ class AdaptiveRateLimiter:
                 if self._policy is None:
                     await self._link.read()
         while True:
-            now = time.monotonic()
+            now = self._clock()
             if now < self._paused_until:
-                await asyncio.sleep(self._paused_until - now)
+                await self._sleep(self._paused_until - now)
                 continue
             if self.limits == (0, 0):
                 if self._unadvertised:
@@ -203,10 +245,10 @@ class AdaptiveRateLimiter:
             at = self._lease.take(tokens, now) if self._lease is not None else None
             if at is None:
                 at = await self._reserve(tokens)
-            delay = at - time.monotonic()
+            delay = at - self._clock()
             if delay > 0:
-                await asyncio.sleep(delay)
-            if time.monotonic() >= self._paused_until:
+                await self._sleep(delay)
+            if self._clock() >= self._paused_until:
                 return
             # A retry-after pause began while this request waited: take a new place after it.
 
@@ -218,19 +260,26 @@ class AdaptiveRateLimiter:
             self._learn(info.limit_requests, info.limit_tokens)
         elif self.limits == (0, 0):
             self._unadvertised = True
-        self._answered.set()
+        rpm, tpm = self.limits
         hold = 0.0
         if info.remaining_requests == 0 and info.reset_requests_s:
-            hold = info.reset_requests_s
+            hold = self._hold(info.reset_requests_s, 1, rpm)
         if _tokens_exhausted(info, est_tokens) and info.reset_tokens_s:
-            hold = max(hold, info.reset_tokens_s)
+            missing = max(1, est_tokens) - (info.remaining_tokens or 0)
+            hold = max(hold, self._hold(info.reset_tokens_s, missing, tpm))
         if hold > 0:
             self._link.queue(pause_s=hold, hard=False)
+
+    def _hold(self, reset_s: float, missing: int, limit: int) -> float:
+        """How long a spent budget holds new reservations (see the module docstring)."""
+        if self.model == "bucket" and limit:
+            return min(reset_s, missing * self.window_s / limit)
+        return reset_s
 
     def on_rate_limited(self, retry_after_s: float | None) -> None:
         """A 429: pause everyone for ``retry-after`` and cut the rate."""
         pause_s = self._default_pause_s if retry_after_s is None else retry_after_s
-        now = time.monotonic()
+        now = self._clock()
         self._paused_until = max(self._paused_until, now + pause_s)
         self._lease = None
         if self.limits == (0, 0):
@@ -242,7 +291,6 @@ class AdaptiveRateLimiter:
         ):
             scale = max(self._decrease.floor, self.scale * self._decrease.factor)
             self._policy = replace(self._policy, scale=scale, decreased_at=now + self._offset)
-        self._answered.set()
         self._link.queue(pause_s=pause_s, hard=True, decrease=True)
 
     async def _slow_start(self, now: float) -> bool:
@@ -250,8 +298,7 @@ class AdaptiveRateLimiter:
         if now >= self._next_probe_at:
             self._next_probe_at = now + self._probe_interval_s
             return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._answered.wait(), self._next_probe_at - now)
+        await self._sleep(min(self._next_probe_at - now, _ANSWER_POLL_S))
         return False
 
     def _note_send(self, now: float) -> None:
@@ -261,25 +308,33 @@ class AdaptiveRateLimiter:
 
     def _rates(self) -> BucketRates:
         rpm, tpm = self.limits
-        now = time.monotonic()
+        now = self._clock()
         if self._pacing_since is None:
             self._pacing_since = now
-        ramp = min(1.0, _START_SCALE + (now - self._pacing_since) / self._ramp_s)
+        ramp = 1.0
+        if self.model == "window":
+            ramp = min(1.0, _START_SCALE + (now - self._pacing_since) / self._ramp_s)
         per_limit_per_s = self.target * self.scale * ramp / self.window_s
         rates = BucketRates()
         if rpm:
             spacing = 1.0 / (rpm * per_limit_per_s)
-            burst = max(1.0, self._burst_fraction * rpm) * spacing
-            rates = replace(rates, request_spacing_s=spacing, request_burst_s=burst)
+            rates = replace(
+                rates, request_spacing_s=spacing, request_burst_s=self._burst(rpm, spacing)
+            )
         if tpm:
             spacing = 1.0 / (tpm * per_limit_per_s)
-            burst = max(1.0, self._burst_fraction * tpm) * spacing
-            rates = replace(rates, token_spacing_s=spacing, token_burst_s=burst)
+            rates = replace(rates, token_spacing_s=spacing, token_burst_s=self._burst(tpm, spacing))
         return rates
+
+    def _burst(self, limit: int, spacing: float) -> float:
+        """The local bucket's capacity in seconds: at least one unit."""
+        if self.model == "bucket":
+            return max(spacing, self._bucket_burst_s)
+        return max(1.0, self._burst_fraction * limit) * spacing
 
     async def _reserve(self, tokens: int) -> float:
         async with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             if self._lease is not None:
                 at = self._lease.take(tokens, now)
                 if at is not None:
@@ -296,7 +351,7 @@ class AdaptiveRateLimiter:
                 batch + extra_requests, batch * tokens + extra_tokens, rates
             )
             old = self._lease
-            keep = old is not None and time.monotonic() <= old.expires_at
+            keep = old is not None and self._clock() <= old.expires_at
             requests_at = reservation.requests_at - self._offset
             tokens_at = reservation.tokens_at - self._offset
             self._lease = _Lease(
@@ -308,7 +363,7 @@ class AdaptiveRateLimiter:
                 not_before=self._paused_until,
                 expires_at=max(requests_at, tokens_at) + 0.25,
             )
-            return self._lease.take(tokens, time.monotonic()) or time.monotonic()
+            return self._lease.take(tokens, self._clock()) or self._clock()
 
     def _learn(self, rpm: int | None, tpm: int | None) -> None:
         known = (rpm or self._header_limits[0], tpm or self._header_limits[1])
@@ -325,7 +380,7 @@ class AdaptiveRateLimiter:
         self._link.queue(learn=(rpm, tpm))
 
     def _set_policy(self, policy: BucketPolicy) -> None:
-        self._offset = policy.now - time.monotonic()
+        self._offset = policy.now - self._clock()
         self._policy = policy
         paused_until = policy.paused_until - self._offset
         if paused_until > self._paused_until:
