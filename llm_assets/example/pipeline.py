@@ -151,11 +151,36 @@ daily_digest = llm_asset(
 
 ASSETS = [raw_reviews, review_insights, daily_digest]
 
+#: ``multiprocess`` (default: every step a process on the machine that launched the run) or
+#: ``celery``: every step a task on the dagster-celery workers listening on
+#: ``LLM_ASSETS_CELERY_BROKER`` ("Running on more than one machine" in the README).
+EXECUTOR = os.environ.get("LLM_ASSETS_EXECUTOR", "multiprocess")
+
+
+def executor_for(name: str) -> dg.ExecutorDefinition | None:
+    """The job's executor for ``LLM_ASSETS_EXECUTOR`` (``None``: the Definitions' default).
+
+    Examples:
+        >>> executor_for("multiprocess") is None
+        True
+        >>> executor_for("celery").name
+        'celery'
+    """
+    if name == "multiprocess":
+        return None
+    if name == "celery":
+        from llm_assets.celery_executor import celery_config, watched_celery_executor
+
+        return watched_celery_executor.configured(celery_config(), name="celery")
+    raise ValueError(f"LLM_ASSETS_EXECUTOR must be 'multiprocess' or 'celery', not {name!r}")
+
+
 nightly_enrichment_job = dg.define_asset_job(
     "nightly_enrichment",
     selection=dg.AssetSelection.assets(*ASSETS),
     partitions_def=DAILY,
     config={"ops": {"review_insights": {"config": {"mode": MODE}}}},
+    executor_def=executor_for(EXECUTOR),
     description="Generate, enrich and digest one day of customer reviews "
     f"({MODE} mode; LLM_ASSETS_MODE=online|batch).",
 )
