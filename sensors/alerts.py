@@ -9,6 +9,7 @@ from an environment variable through ``dg.EnvVar``).
 """
 
 import json
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -84,6 +85,17 @@ class LLMFailureAlert:
 
 
 Destination = Callable[[LLMFailureAlert], None]
+
+logger = logging.getLogger(__name__)
+
+
+def log_alert(alert: LLMFailureAlert) -> None:
+    """A destination that writes the alert to the ``llm_assets.sensors.alerts`` logger.
+
+    Examples:
+        >>> log_alert(LLMFailureAlert("r", "job", ("labels",), None, "E", "m", 0.0, 0))
+    """
+    logger.warning("%s", alert.text())
 
 
 class SlackWebhook:

@@ -256,3 +256,53 @@ def test_authentication_error_pickles() -> None:
     err = AuthenticationFailed("bad key", status_code=401, code="invalid_api_key")
     again = pickle.loads(pickle.dumps(err))
     assert isinstance(again, AuthenticationFailed) and again.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("base_url", "kind"),
+    [
+        ("https://api.openai.com/v1", "openai"),
+        ("http://127.0.0.1:8765/v1", "simulator"),
+        ("http://localhost:8000/v1", "vllm"),
+        ("http://127.0.0.1:11434/v1", "ollama"),
+        ("https://llm.internal.example.com/v1", "openai-compatible"),
+    ],
+)
+def test_kind_badge_names_the_endpoint_and_description_shows_prompts_model_schema(
+    base_url: str, kind: str, tmp_path: Path
+) -> None:
+    from llm_assets import resolve_model_versions
+
+    source = source_asset(ROWS)
+    asset = llm_asset(make_task(), upstream=source, description="Sentiment of support texts.")
+    llm = LLMResource(base_url=base_url, api_key=TEST_API_KEY, model="gpt-4.1-mini")
+    defs = resolve_model_versions(
+        dg.Definitions(assets=[source, asset], resources={**_unopened(tmp_path), "llm": llm})
+    )
+    node = defs.resolve_asset_graph().get(dg.AssetKey("label"))
+    assert node.kinds == {kind, "pandas"}
+    description = node.description or ""
+    assert description.startswith("Sentiment of support texts.")
+    assert "Label the sentiment." in description  # system prompt
+    assert "Text: {text}" in description  # user prompt
+    assert "`gpt-4.1-mini`" in description and f"`{kind}`" in description
+    assert '"label"' in description and '"reason"' in description  # output schema
+    assert node.code_version == make_task().version_for("gpt-4.1-mini")
+
+
+def _unopened(tmp_path: Path) -> dict[str, Any]:
+    from llm_assets.resources.ledger import ResponseLedger
+    from llm_assets.resources.storage import ParquetIOManager
+
+    return {
+        "ledger": ResponseLedger(sqlite_path=str(tmp_path / "ledger.sqlite")),
+        "io_manager": ParquetIOManager(base_dir=str(tmp_path / "data")),
+    }
+
+
+def test_kind_badge_before_resolution_is_the_api_the_resource_speaks() -> None:
+    source = source_asset(ROWS)
+    asset = llm_asset(make_task(model="gpt-4o"), upstream=source)
+    spec = asset.specs_by_key[dg.AssetKey("label")]
+    assert spec.kinds == {"openai", "pandas"}
+    assert "`gpt-4o`" in (spec.description or "")

@@ -1,0 +1,33 @@
+"""The example's spend asset and failure alerts.
+
+``llm_spend`` shows what ``review_insights`` and ``daily_digest`` (and every other LLM asset in
+the ledger) cost, by day, asset and model. ``llm_failure_alerts`` (stopped by default; start it
+in the UI, with the daemon running) reports each failed run of an LLM asset: to Slack when
+``LLM_ASSETS_SLACK_WEBHOOK_URL`` holds an incoming-webhook URL, else to the daemon's log.
+"""
+
+import os
+
+import dagster as dg
+
+from llm_assets.example.pipeline import daily_digest, review_insights
+from llm_assets.sensors.alerts import LLMFailureAlert, SlackWebhook, llm_failure_sensor, log_alert
+from llm_assets.spend import llm_spend_asset
+
+SLACK_WEBHOOK_ENV = "LLM_ASSETS_SLACK_WEBHOOK_URL"
+
+
+def slack_or_log(alert: LLMFailureAlert) -> None:
+    """Posts ``alert`` to Slack if ``LLM_ASSETS_SLACK_WEBHOOK_URL`` is set, else logs it."""
+    if os.environ.get(SLACK_WEBHOOK_ENV):
+        SlackWebhook(dg.EnvVar(SLACK_WEBHOOK_ENV))(alert)
+    else:
+        log_alert(alert)
+
+
+llm_spend = llm_spend_asset(assets=[review_insights, daily_digest], group_name="llm_costs")
+
+SPEND_ASSETS = [llm_spend]
+ALERT_SENSORS = [
+    llm_failure_sensor(slack_or_log, ui_url=os.environ.get("LLM_ASSETS_UI_URL") or None)
+]
