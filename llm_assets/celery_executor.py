@@ -171,6 +171,7 @@ class WatchedCeleryExecutor(CeleryExecutor):
         self.ping_interval_s = ping_interval_s
 
     def execute(self, plan_context: Any, execution_plan: Any) -> Any:
+        """Runs the plan like ``CeleryExecutor``, each step's result watched for a lost worker."""
         watches: dict[int, _WorkerWatch] = {}
 
         def submit(

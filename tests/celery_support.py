@@ -28,6 +28,8 @@ from tests.conftest import REPO_ROOT, TEST_API_KEY
 
 BIN = Path(os.environ.get("VIRTUAL_ENV", REPO_ROOT / ".venv")) / "bin"
 PARTITIONS = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
 
 
 def _exe(name: str) -> str:
@@ -83,7 +85,7 @@ class Cluster:
                 [_exe("dagster-daemon"), "run", "-m", "llm_assets.definitions"],
                 cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         )
 
     def wait_for_workers(self, timeout_s: float = 180) -> None:
@@ -109,6 +111,16 @@ class Cluster:
         os.killpg(self.workers[hostname].pid, signal.SIGKILL)
         self.workers[hostname].wait(timeout=30)
 
+    def start_dagster(self, *args: str, log_name: str) -> subprocess.Popen[bytes]:
+        """Starts a ``dagster`` CLI command in the cluster's environment."""
+        log = open(self.logs / f"{log_name}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [_exe("dagster"), *args], cwd=REPO_ROOT, env=self.env, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        self.others.append(proc)
+        return proc
+
     def dagster(self, *args: str, timeout_s: float = 180) -> str:
         proc = subprocess.run(
             [_exe("dagster"), *args], cwd=REPO_ROOT, env=self.env, capture_output=True,
@@ -126,7 +138,8 @@ class Cluster:
             if value:
                 return value
             time.sleep(interval_s)
-        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{self.tail_logs()}")
+        logs = self.tail_logs()
+        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{logs}")
 
     def tail_logs(self, chars: int = 3000) -> str:
         parts = []
@@ -160,7 +173,9 @@ def celery_cluster(
     home.mkdir()
     # The repository's instance config, with the daemon's loops tightened for a test.
     config = (REPO_ROOT / "dagster.yaml").read_text()
-    config = config.replace("max_concurrent_runs: 8", "max_concurrent_runs: 8\n    dequeue_interval_seconds: 1")
+    config = config.replace(
+        "max_concurrent_runs: 8", "max_concurrent_runs: 8\n    dequeue_interval_seconds: 1"
+    )
     (home / "dagster.yaml").write_text(config)
     logs = tmp_path / "logs"
     logs.mkdir()
