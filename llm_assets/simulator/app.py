@@ -240,20 +240,22 @@ class SimulatorApp:
         return json_response(body, status, headers)
 
     def _peek(self, key: str, now: float) -> Decision:
-        config = self.config
-        limits = {"rpm": config.rpm, "tpm": config.tpm, "window_s": config.window_s}
-        if config.limit_mode == "bucket":
-            return self.buckets.peek(key, now, **limits, burst_s=config.burst_s)
-        return self.limiter.peek(key, now, **limits)
+        c = self.config
+        if c.limit_mode == "bucket":
+            return self.buckets.peek(
+                key, now, rpm=c.rpm, tpm=c.tpm, window_s=c.window_s, burst_s=c.burst_s
+            )
+        return self.limiter.peek(key, now, rpm=c.rpm, tpm=c.tpm, window_s=c.window_s)
 
     def _admit(self, key: str, model: str, cost: int, now: float) -> dict[str, str] | Response:
-        """Charge the key's window; return the response headers, or the 429 to send."""
-        config = self.config
-        limits = {"rpm": config.rpm, "tpm": config.tpm, "window_s": config.window_s}
-        if config.limit_mode == "bucket":
-            decision = self.buckets.admit(key, cost, now, **limits, burst_s=config.burst_s)
+        """Charge the key's window or buckets; return the response headers, or the 429 to send."""
+        config = c = self.config
+        if c.limit_mode == "bucket":
+            decision = self.buckets.admit(
+                key, cost, now, rpm=c.rpm, tpm=c.tpm, window_s=c.window_s, burst_s=c.burst_s
+            )
         else:
-            decision = self.limiter.admit(key, cost, now, **limits)
+            decision = self.limiter.admit(key, cost, now, rpm=c.rpm, tpm=c.tpm, window_s=c.window_s)
         headers = {**decision.headers, "x-request-id": self._next_request_id()}
         if decision.admitted:
             return headers
@@ -278,7 +280,9 @@ class SimulatorApp:
         seen = self.stats.times_admitted.get(body_hash, 0)
         self.stats.times_admitted[body_hash] = seen + 1
         rng = random.Random(f"{self.config.seed}:{body_hash}:{seen}")
-        fault = choose_fault(self.config, rng, marker, seen, chat=chat)
+        admission = self.stats.admissions
+        self.stats.admissions += 1
+        fault = choose_fault(self.config, rng, marker, seen, chat=chat, admission=admission)
         if fault is not None:
             self.stats.faults_injected[fault] += 1
         delay = draw_latency_s(self.config, rng)

@@ -87,6 +87,13 @@ class SimulatorConfig(BaseModel):
         default=256, gt=0, description="Embedding size when the request has no `dimensions`."
     )
 
+    fault_draws: str = Field(
+        default="random",
+        pattern=r"^(random|even)$",
+        description="How the fault_* fractions fall: 'random' (an independent draw per "
+        "admission) or 'even' (on evenly spaced admissions, so exactly that fraction of "
+        "admissions fails, e.g. every 5th for 0.2: benchmarks measure the client, not the dice).",
+    )
     fault_500: float = Field(default=0.0, ge=0, le=1, description="Fraction answered HTTP 500.")
     fault_503: float = Field(default=0.0, ge=0, le=1, description="Fraction answered HTTP 503.")
     fault_disconnect: float = Field(

@@ -92,6 +92,7 @@ def choose_fault(
     times_seen_before: int,
     *,
     chat: bool = True,
+    admission: int = 0,
 ) -> str | None:
     """Pick the fault for one admitted request.
 
@@ -101,9 +102,17 @@ def choose_fault(
         marker: The request's marker, if any.
         times_seen_before: How often this exact request was admitted before.
         chat: False for embeddings, which only get transport faults.
+        admission: How many requests were admitted before this one (``fault_draws="even"``).
 
     Returns:
         A name from ``MARKERS``, or None for a normal answer.
+
+    Examples:
+        >>> from llm_assets.simulator.config import SimulatorConfig
+        >>> even = SimulatorConfig(fault_500=0.2, fault_draws="even")
+        >>> rng = random.Random(0)
+        >>> [choose_fault(even, rng, None, 0, admission=n) for n in range(5)].count("500")
+        1
     """
     if marker is not None:
         if marker.times is not None and times_seen_before >= marker.times:
@@ -113,7 +122,13 @@ def choose_fault(
         if not chat and name in CONTENT_FAULTS:
             continue
         rate = getattr(config, knob)
-        if rate and rng.random() < rate:
+        if not rate:
+            continue
+        if config.fault_draws == "even":
+            # This admission is the one where the running count of `rate` crosses a whole number.
+            if math.floor((admission + 1) * rate + 1e-9) > math.floor(admission * rate + 1e-9):
+                return name
+        elif rng.random() < rate:
             return name
     return None
 

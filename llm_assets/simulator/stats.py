@@ -34,6 +34,8 @@ class SimulatorStats:
         self.duplicate_requests = 0
         self.status_counts: Counter[str] = Counter()
         self.faults_injected: Counter[str] = Counter()
+        self.admissions = 0
+        """Requests admitted past the rate limits (``fault_draws="even"`` counts on it)."""
         self.times_admitted: dict[str, int] = {}
         """Canonical body hash -> admissions; drives ``[[sim:NAME:N]]`` and fault draws."""
         self.answered: set[str] = set()

@@ -59,12 +59,16 @@ class ClientSession:
         self._closed = False
 
     async def _open(self) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
+        client = openai.AsyncOpenAI(
             base_url=self.settings.base_url,
             api_key=self.settings.api_key,
             timeout=self.settings.timeout_s,
             max_retries=0,
         )
+        # The SDK imports its chat resources on first use (most of a second on a busy host);
+        # do it while the session opens, not in the first request of a step.
+        _ = client.chat.completions.with_raw_response
+        return client
 
     def _submit(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
