@@ -156,7 +156,7 @@ class S3Bucket:
         """A ``ParquetIOManager`` on ``s3://<bucket>/<prefix>``, keys through ``dg.EnvVar``."""
         return s3_io_manager(self.server, f"s3://{self.name}/{prefix}")
 
-    def keys(self) -> list[str]:
+    def object_keys(self) -> list[str]:
         """Every object key in the bucket."""
         return self.server.keys(self.name)
 

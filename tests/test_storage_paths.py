@@ -14,7 +14,7 @@ from dagster._core.storage.tags import (
 )
 
 from llm_assets.resources.storage import ParquetIOManager
-from llm_assets.resources.storage.parquet import escape_path_component
+from llm_assets.resources.storage.names import escape_path_component
 
 # Keys that a replace-based cleaner maps onto each other or out of base_dir.
 KEYS = [

@@ -1,11 +1,12 @@
 """Where tables live: ``base_dir`` read as a folder or a URI, and shown without secrets.
 
 A ``base_dir`` without ``://`` is a folder, taken literally (relative to the working
-directory). With ``://`` it is a URI: ``file:///absolute/folder`` (percent-decoded, like any
-file URI), ``s3://bucket/prefix`` or ``gs://bucket/prefix`` (``gcs://`` too), whose object
-keys are taken literally, as the ``aws`` and ``gcloud`` tools take them. Credentials,
-endpoints and regions are fields of the IO manager, never parts of the URI, so the URI can be
-shown in metadata, logs and errors as it is.
+directory). With ``://`` it is a URI: ``file:///absolute/folder``, ``s3://bucket/prefix`` or
+``gs://bucket/prefix`` (``gcs://`` too). Paths in these URIs are literal, never
+percent-decoded, the way the ``aws`` and ``gcloud`` tools read them: the URIs this package
+shows name files exactly as ``ls`` and ``aws s3 ls`` list them (``us%2Feast.parquet``), and
+can be pasted back. Credentials, endpoints and regions are fields of the IO manager, never
+parts of the URI, so a URI can be shown in metadata, logs and errors as it is.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from llm_assets.resources.errors import UserError
 
@@ -79,7 +80,8 @@ class Location:
         """
         if self.is_local:
             path = Path(self.root) if relative is None else self.local_path(relative)
-            return path.absolute().as_uri()
+            absolute = path.absolute().as_posix()
+            return f"file://{'' if absolute.startswith('/') else '/'}{absolute}"
         suffix = "" if relative is None else f"/{relative.as_posix()}"
         return f"{self.scheme}://{self.root}{suffix}"
 
@@ -100,7 +102,7 @@ def parse_location(base_dir: str) -> Location:
     Examples:
         >>> parse_location("data")
         Location(scheme='file', root='data')
-        >>> parse_location("file:///srv/my%20data")
+        >>> parse_location("file:///srv/my data")
         Location(scheme='file', root='/srv/my data')
         >>> parse_location("s3://lake/llm/tables/")
         Location(scheme='s3', root='lake/llm/tables')
@@ -137,7 +139,7 @@ def parse_location(base_dir: str) -> Location:
                 f"ParquetIOManager.base_dir {shown!r} names the host '{parts.netloc}'; a file "
                 "URI must be local: file:///absolute/folder"
             )
-        return Location("file", unquote(parts.path) or "/")
+        return Location("file", parts.path or "/")
     bucket = parts.netloc
     if not _BUCKET.match(bucket):
         raise UserError(

@@ -135,7 +135,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         Distinct partition keys always get distinct files; see ``escape_path_component``.
 
         Raises:
-            UserError: ``base_dir`` is an object store; use ``uri_for`` and ``read_table``.
+            UserError: ``base_dir`` is an object store; use ``uri_for`` and ``find_table``.
 
         Examples:
             >>> ParquetIOManager(base_dir="d").path_for(dg.AssetKey("a"), "2026-11-01").as_posix()
@@ -147,9 +147,20 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if not location.is_local:
             raise UserError(
                 f"ParquetIOManager.base_dir {location.uri()!r} is not a local folder, so its "
-                "files have no local path; use uri_for(...) and read_table(...)"
+                "files have no local path; use uri_for(...) and find_table(...)"
             )
         return location.local_path(table_file(asset_key, partition_key))
+
+    def find_table(self, asset_key: dg.AssetKey, partition_key: str | None) -> pd.DataFrame | None:
+        """One partition's table, or ``None`` when nothing was written for it.
+
+        Examples:
+            >>> import tempfile
+            >>> io = ParquetIOManager(base_dir=tempfile.mkdtemp())
+            >>> io.find_table(dg.AssetKey("reviews"), "2026-11-02") is None
+            True
+        """
+        return self._opened_store().read(table_file(asset_key, partition_key))
 
     def read_table(self, asset_key: dg.AssetKey, partition_key: str | None) -> pd.DataFrame:
         """One partition's table, wherever ``base_dir`` points.
