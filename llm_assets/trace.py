@@ -20,6 +20,11 @@ from llm_assets.planning import ROW_INDEX_COLUMN
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.storage import ParquetIOManager
 
+# Columns of planner assets (llm_assets.planner.rows); named here so trace needs no planner import.
+_TOOL_CALLS = "tool_calls"
+_PLAN_HASH = "planner_request_hash"
+_PLAN_VERSION = "planner_task_version"
+
 
 @dataclass
 class UpstreamTrace:
@@ -55,6 +60,10 @@ class RowTrace:
     materialized_by_run_status: str | None
     error: str | None
     upstream: list[UpstreamTrace] = field(default_factory=list)
+    #: Planner assets: the tool calls that fed the row (tool, arguments, status, result,
+    #: duration, attempts) and the ledger key of the planner request that planned them.
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    plan_request_hash: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict."""
@@ -225,7 +234,11 @@ def trace_row(
     if ledger is not None and row.get("llm_request_hash"):
         entry = ledger.get_backend().get(row["llm_request_hash"])
     run = instance.get_run_by_id(row["llm_run_id"])
-    output_fields = {k: v for k, v in row.items() if not k.startswith("llm_") and k != id_column}
+    output_fields = {
+        k: v
+        for k, v in row.items()
+        if not k.startswith("llm_") and k not in (id_column, _TOOL_CALLS, _PLAN_HASH, _PLAN_VERSION)
+    }
     trace = RowTrace(
         asset=asset,
         partition=partition,
@@ -245,6 +258,8 @@ def trace_row(
         materialized_by_run_id=row["llm_run_id"],
         materialized_by_run_status=run.status.value if run else None,
         error=row.get("llm_error"),
+        tool_calls=json.loads(row.get(_TOOL_CALLS) or "[]"),
+        plan_request_hash=row.get(_PLAN_HASH),
     )
     for parent in sorted(assets_def.dependency_keys, key=lambda k: k.to_user_string()):
         event = instance.get_latest_materialization_event(parent)
@@ -287,6 +302,17 @@ def format_trace(trace: RowTrace) -> str:
         lines.append("  (not in the ledger)")
     lines.append("raw response:")
     lines.append("  " + json.dumps(trace.raw_response, default=str)[:2000])
+    if trace.tool_calls:
+        lines.append(f"tool calls (planned by request {trace.plan_request_hash}):")
+        for call in trace.tool_calls:
+            lines.append(
+                f"  {call.get('call_id')} {call.get('tool')} {call.get('status')} "
+                f"args={json.dumps(call.get('arguments'), default=str)} "
+                f"attempts={call.get('attempts', 0)} duration={call.get('duration_s', 0)}s"
+                + (f" reason={call['reason']}" if call.get("reason") else "")
+            )
+            if "result" in call:
+                lines.append(f"    result: {json.dumps(call['result'], default=str)[:500]}")
     lines.append("upstream:")
     for up in trace.upstream:
         lines.append(

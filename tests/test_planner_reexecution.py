@@ -1,0 +1,136 @@
+"""Planner assets under the multiprocess executor: parallel tool steps, re-execution from
+failure (only the failed call runs again, paid LLM calls come from the ledger), on SQLite and
+Postgres instances."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from llm_assets.resources.ledger import ResponseLedger
+from llm_assets.simulator import SimulatorServer
+from llm_assets.trace import trace_row
+from tests import planner_support as support
+from tests.planner_support import ASSET, PARTITION, count
+
+RUN_CONFIG = {"execution": {"config": {"multiprocess": {"max_concurrent": 4}}}}
+TAGS = {"dagster/partition": PARTITION}
+
+
+def _execute(instance: dg.DagsterInstance, **kwargs: Any) -> dg.ExecuteJobResult:
+    return dg.execute_job(
+        dg.reconstructable(support.planner_job),
+        instance=instance,
+        run_config=RUN_CONFIG,
+        tags=TAGS,
+        raise_on_error=False,
+        **kwargs,
+    )
+
+
+def _steps(instance: dg.DagsterInstance, run_id: str, kind: str) -> list[str]:
+    return sorted(
+        record.dagster_event.step_key or ""
+        for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
+        if record.dagster_event and f"_{kind}" in (record.dagster_event.step_key or "")
+    )
+
+
+@pytest.mark.timeout(900)
+def test_reexecution_from_failure_reruns_only_the_failed_call(
+    tmp_path: Path,
+    simulator: SimulatorServer,
+    sqlite_instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    environment = support.env(
+        tmp_path,
+        simulator.base_url,
+        PLANNER_TEST_TOOLS="lookup_product,fragile_lookup",
+        PLANNER_TEST_RETRIES="1",
+    )
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+
+    first = _execute(sqlite_instance)
+    assert not first.success
+    # Two rows x two tools: four mapped steps; only the lamp lookup failed (and was retried).
+    assert len(_steps(sqlite_instance, first.run_id, "tools[")) == 4
+    assert count("lookup_product") == 2
+    assert count("fragile_lookup_desk") == 1
+    assert count("fragile_lookup_lamp") == 2
+    planner_requests = simulator.stats()["chat_completions"]
+    assert planner_requests == 2
+
+    (tmp_path / "fragile.fixed").touch()
+    options = dg.ReexecutionOptions.from_failure(first.run_id, sqlite_instance)
+    second = _execute(sqlite_instance, reexecution_options=options)
+    assert second.success
+    assert _steps(sqlite_instance, second.run_id, "tools[") == [
+        f"{ASSET}.{ASSET}_tools[fragile_lookup_00001]"
+    ]
+    assert count("lookup_product") == 2
+    assert count("fragile_lookup_desk") == 1
+    assert count("fragile_lookup_lamp") == 3
+    # The plan came from the failed run: no planner request; the synthesizer, which never ran,
+    # asked once per row.
+    assert simulator.stats()["chat_completions"] == planner_requests + 2
+    ledger = ResponseLedger(backend="sqlite", sqlite_path=str(tmp_path / "ledger.sqlite"))
+    assert ledger.spend(run_id=second.run_id)[0] == 2
+    assert ledger.spend(run_id=first.run_id)[0] == 2
+
+    table = pd.read_parquet(tmp_path / "data" / ASSET / f"{PARTITION}.parquet")
+    assert (table["llm_status"] == "ok").all()
+    lamp = json.loads(table["tool_calls"][0])
+    assert [(c["tool"], c["status"]) for c in lamp] == [
+        ("lookup_product", "ok"),
+        ("fragile_lookup", "ok"),
+    ]
+
+    # A new materialization is answered by the ledger: no new LLM request at all.
+    sent = simulator.stats()["chat_completions"]
+    third = dg.materialize(
+        support.build_assets(),
+        resources=support.build_resources(),
+        instance=sqlite_instance,
+        partition_key=PARTITION,
+    )
+    assert third.success
+    assert simulator.stats()["chat_completions"] == sent
+
+
+@pytest.mark.timeout(600)
+def test_runs_on_a_postgres_instance_and_traces_rows_to_their_calls(
+    tmp_path: Path,
+    simulator: SimulatorServer,
+    postgres_instance: dg.DagsterInstance,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    environment = support.env(
+        tmp_path,
+        simulator.base_url,
+        PLANNER_TEST_TOOLS="lookup_product,open_ticket",
+        PLANNER_TEST_LEDGER_PG=postgres_url,
+    )
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    result = _execute(postgres_instance)
+    assert result.success
+    assert len(_steps(postgres_instance, result.run_id, "tools[")) == 4
+    assert count("open_ticket") == 2 and count("lookup_product") == 2
+
+    trace = trace_row(
+        support.build_defs(), postgres_instance, ASSET, f"{PARTITION}-1", partition=PARTITION
+    )
+    assert trace.status == "ok"
+    assert [c["tool"] for c in trace.tool_calls] == ["lookup_product", "open_ticket"]
+    assert trace.tool_calls[1]["result"] == {"ticket": "T-desk"}
+    assert trace.plan_request_hash is not None
+    assert trace.upstream[0].input_row is not None
+    assert trace.upstream[0].input_row["product"] == "desk"
