@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,3 +249,17 @@ def test_unknown_attribute_is_refused_by_name() -> None:
         LLMAssetComponent.resolve_from_yaml(
             "name: x\nupstream: u\nuser_prompt: '{a}'\noutput_schema: a.B\nmax_cost: 2\n"
         )
+
+
+def test_bad_field_value_is_refused_by_name() -> None:
+    with pytest.raises(Exception, match=r"mode[\s\S]*'online' or 'batch'"):
+        LLMAssetComponent.resolve_from_yaml(
+            "name: x\nupstream: u\nuser_prompt: '{a}'\noutput_schema: a.B\nmode: nightly\n"
+        )
+
+
+def test_dg_finds_the_component_through_its_entry_point() -> None:
+    entry_points = importlib.metadata.entry_points(group="dagster_dg_cli.registry_modules")
+    modules = {entry.value for entry in entry_points if entry.name == "llm_assets"}
+    assert modules == {"llm_assets.components"}, "reinstall: pip install -e '.[dev]'"
+    assert importlib.import_module("llm_assets.components").LLMAssetComponent is LLMAssetComponent
