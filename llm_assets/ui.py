@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import IO, TextIO
 
 from llm_assets.resources.errors import UserError
 from llm_assets.simulator import SimulatorConfig
@@ -51,6 +51,8 @@ class Child:
     stop_signal: int = signal.SIGTERM
     env: dict[str, str] | None = None
     stdin: bytes | None = None
+    #: Where its output goes (stderr too); by default, this process's own stdout and stderr.
+    stdout: IO[bytes] | None = field(default=None, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
@@ -139,6 +141,8 @@ class Supervisor:
             child.argv,
             env=child.env,
             stdin=subprocess.PIPE if child.stdin is not None else None,
+            stdout=child.stdout,
+            stderr=subprocess.STDOUT if child.stdout is not None else None,
             start_new_session=True,
         )
         self.children.append(child)

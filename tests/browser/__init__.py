@@ -1,0 +1,1 @@
+"""Browser tests: the Dagster UI driven in headless Chromium."""
