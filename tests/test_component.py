@@ -263,3 +263,89 @@ def test_dg_finds_the_component_through_its_entry_point() -> None:
     modules = {entry.value for entry in entry_points if entry.name == "llm_assets"}
     assert modules == {"llm_assets.components"}, "reinstall: pip install -e '.[dev]'"
     assert importlib.import_module("llm_assets.components").LLMAssetComponent is LLMAssetComponent
+
+
+def _load_project(root: Path, module: str, files: dict[str, str]) -> dg.Definitions:
+    """Loads a dg project made of ``files`` (paths under ``<module>/defs``) like `dg` does."""
+    (root / "pyproject.toml").write_text(
+        f'[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "{module}"\n'
+    )
+    defs_dir = root / module / "defs"
+    defs_dir.mkdir(parents=True)
+    (root / module / "__init__.py").write_text("")
+    for name, text in files.items():
+        (defs_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (defs_dir / name).write_text(text)
+    sys.path.insert(0, str(root))
+    try:
+        return dg.components.load_from_defs_folder(project_root=root)
+    finally:
+        sys.path.remove(str(root))
+        for name in [m for m in sys.modules if m == module or m.startswith(f"{module}.")]:
+            del sys.modules[name]
+
+
+def _component_yaml(name: str, upstream: str) -> str:
+    return (
+        f"type: llm_assets.components.LLMAssetComponent\nattributes:\n  name: {name}\n"
+        f"  upstream: {upstream}\n  user_prompt: 'Text: {{text}}'\n"
+        "  output_schema: {type: object, properties: {label: {type: string}}}\n"
+    )
+
+
+TICKETS_PY = """
+import dagster as dg
+import pandas as pd
+
+@dg.asset(partitions_def=dg.StaticPartitionsDefinition(["eu", "us"]), key_prefix="support")
+def tickets() -> pd.DataFrame:
+    return pd.DataFrame({"text": ["refund please"]})
+"""
+
+
+def test_upstream_with_a_prefix_and_static_partitions(tmp_path: Path) -> None:
+    defs = _load_project(
+        tmp_path,
+        "prefix_project",
+        {
+            "tickets.py": TICKETS_PY,
+            "labels/defs.yaml": _component_yaml("labels", "support/tickets"),
+        },
+    )
+    labels = _assets_def(defs, "labels")
+    assert labels.partitions_def == dg.StaticPartitionsDefinition(["eu", "us"])
+    assert labels.asset_deps[dg.AssetKey("labels")] == {dg.AssetKey(["support", "tickets"])}
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            {"tickets.py": TICKETS_PY, "labels/defs.yaml": _component_yaml("labels", "tickets")},
+            "LLMAssetComponent 'labels' (missing_project/defs/labels): field `upstream`: no "
+            "asset 'tickets' is defined in this project (assets: support/tickets)",
+        ),
+        (
+            {
+                "a/defs.yaml": _component_yaml("a", "b"),
+                "b/defs.yaml": _component_yaml("b", "a"),
+            },
+            "field `upstream`: 'a' depends, through its own upstream, on 'b'",
+        ),
+        (
+            {"a/defs.yaml": _component_yaml("a", "a")},
+            "field `upstream`: an LLM asset cannot prompt its own table",
+        ),
+    ],
+    ids=["missing", "cycle", "itself"],
+)
+def test_bad_upstream_is_refused_by_name(
+    tmp_path: Path, files: dict[str, str], message: str
+) -> None:
+    with pytest.raises(Exception) as raised:
+        _load_project(tmp_path, "missing_project", files)
+    chain, error = [], raised.value
+    while error is not None:
+        chain.append(str(error))
+        error = error.__cause__ or error.__context__
+    assert any(message in text for text in chain), chain

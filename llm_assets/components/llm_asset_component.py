@@ -17,7 +17,7 @@ from pydantic import Field
 
 from llm_assets.components.scaffold import LLMAssetScaffolder
 from llm_assets.components.schema import SchemaError, import_model, model_from_json_schema
-from llm_assets.components.upstream import find_upstream
+from llm_assets.components.upstream import UpstreamCycleError, find_upstream
 from llm_assets.factory import llm_asset
 from llm_assets.resources.errors import UserError
 from llm_assets.task import LLMTask
@@ -198,12 +198,22 @@ class LLMAssetComponent(dg.Component, dg.Model, dg.Resolvable):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """The asset, its quarantine and its ``failure_rate`` check."""
         task = self.build_task(context)
-        upstream, seen = find_upstream(
-            context,
-            self.upstream_key,
-            LLMAssetComponent,
-            lambda component: getattr(component, "asset_keys", ()),
-        )
+        if self.upstream_key in self.asset_keys:
+            raise self._error("upstream", "an LLM asset cannot prompt its own table", context)
+        try:
+            upstream, seen = find_upstream(
+                context,
+                self.upstream_key,
+                LLMAssetComponent,
+                lambda component: getattr(component, "asset_keys", ()),
+            )
+        except UpstreamCycleError as exc:
+            raise self._error(
+                "upstream",
+                f"'{exc}' depends, through its own upstream, on '{self.name}': LLM assets "
+                "cannot form a cycle; point one of them at another asset",
+                context,
+            ) from exc
         if upstream is None:
             known = ", ".join(k for k in seen if not k.endswith("_quarantine")) or "none"
             raise self._error(

@@ -15,6 +15,13 @@ import dagster as dg
 from dagster.components.core.decl import ComponentDecl
 from dagster.components.core.defs_module import PythonFileComponent
 
+from llm_assets.resources.errors import UserError
+
+
+class UpstreamCycleError(UserError):
+    """The upstream asset is being built because it depends, in turn, on the asking asset."""
+
+
 #: Components whose upstream is being looked up, so a lookup never re-enters one of them.
 _IN_PROGRESS: set[object] = set()
 
@@ -66,7 +73,6 @@ def _candidates(
         decl
         for loc, decl in tree.find_root_decl().iterate_loc_component_decl_pairs()
         if loc != context.component_loc
-        and loc not in _IN_PROGRESS
         and (
             decl.component_type is PythonFileComponent
             or not any(True for _ in decl.iterate_child_component_decls())
@@ -75,10 +81,13 @@ def _candidates(
     rest: list[ComponentDecl] = []
     for decl in decls:
         if not _is_subclass(decl.component_type, component_type):
-            rest.append(decl)
+            if decl.loc not in _IN_PROGRESS:
+                rest.append(decl)
             continue
         keys = produces(tree.load_structural_component_at_loc(decl.loc))
         if key in keys:
+            if decl.loc in _IN_PROGRESS:
+                raise UpstreamCycleError(key.to_user_string())
             yield decl
         seen.update(k.to_user_string() for k in keys)
     yield from rest
