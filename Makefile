@@ -1,11 +1,16 @@
-# Targets a user can guess: demo, ui, test, bench, lint. Each creates the venv on first use.
+# Targets a user can guess: demo, ui, test, bench, lint, workers. Each creates the venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PARTITION ?= 2026-11-01
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# Broker and result backend of the Celery workers and of LLM_ASSETS_EXECUTOR=celery runs.
+export LLM_ASSETS_CELERY_BROKER ?= redis://127.0.0.1:6379/0
+export LLM_ASSETS_CELERY_BACKEND ?= redis://127.0.0.1:6379/1
+WORKER_NAME ?= worker1
+WORKER_CONCURRENCY ?= 2
 
-.PHONY: install demo ui test bench lint clean
+.PHONY: install demo ui test bench lint clean services workers
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +26,23 @@ demo: install
 ui: install
 	$(BIN)/python -m llm_assets ui
 
-test: install
+# Services the tests use: Redis is started here when it is down (the Celery tests skip without
+# it); PostgreSQL is expected on 127.0.0.1:5432 (its tests skip without it).
+services:
+	@tools/redis.sh || echo "Redis unavailable: the Celery tests will skip" >&2
+
+test: install services
 	$(BIN)/python -m pytest -q
 
-bench: install
+# One dagster-celery worker in the foreground (Ctrl-C stops it) taking the steps of runs launched
+# with LLM_ASSETS_EXECUTOR=celery. Start one per machine, each with its own WORKER_NAME; see
+# "Running on more than one machine" in the README.
+workers: install services
+	mkdir -p "$(DAGSTER_HOME)"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster-celery worker start -A dagster_celery.app \
+		-y celery.yaml -n $(WORKER_NAME) -- -c $(WORKER_CONCURRENCY)
+
+bench: install services
 	$(BIN)/python -m bench
 
 # mypy checks the namespace as installed (llm_assets.resources, llm_assets.sensors): see the script.
