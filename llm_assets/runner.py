@@ -6,7 +6,8 @@ This module knows nothing of Dagster's decorators; ``llm_assets.factory`` wraps 
 2. render one request per row and hash it (the ledger key); identical requests collapse;
 3. look every key up in the ledger in bulk;
 4. estimate the cost of the misses and refuse to start over budget;
-5. send the misses, recording each response in the ledger as it arrives;
+5. claim the misses in the ledger and send those this step won, recording each response as it
+   arrives; wait for the answers to requests another run claimed (or for its lease to run out);
 6. validate each answer; an answer that does not match the schema gets a bounded number of
    repair requests; a row that still fails is kept as ``failed`` and quarantined.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from llm_assets.planning import check_columns, plan_rows, repair_request
 from llm_assets.progress import progress_logger
 from llm_assets.provenance import BATCH_ID_FIELD, answer_content, parse_answer
 from llm_assets.resources.errors import BudgetExceededError
-from llm_assets.resources.ledger import LedgerEntry, ResponseLedger
+from llm_assets.resources.ledger import LedgerEntry, ResponseLedger, claim_owner
 from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource, cost_usd
 from llm_assets.summary import StepSummary
 from llm_assets.tables import Resolution, RunStamp, build_outputs
@@ -129,6 +131,42 @@ class _Fetcher:
         return total
 
     def send(
+        self,
+        misses: list[ChatRequest],
+        requests: Mapping[str, ChatRequest],
+        partition_of: Mapping[str, str | None],
+    ) -> dict[str, Resolution]:
+        """Pays for the misses this step wins the claim of; waits for the others' answers."""
+        claims = self.ledger.claims(claim_owner(self.step.run_id)) if self.ledger else None
+        if claims is None:
+            return self._pay(misses, requests, partition_of)
+        assert self.ledger is not None
+        answers: dict[str, Resolution] = {}
+        pending = {request.key: request for request in misses}
+        waited = False
+        with claims:
+            while True:
+                won = claims.claim(list(pending))
+                mine = [pending.pop(key) for key in list(pending) if key in won]
+                if mine:
+                    answers.update(self._pay(mine, requests, partition_of))
+                if not pending:
+                    return answers
+                if not waited:
+                    waited = True
+                    self.log.info(
+                        f"{self.step.asset_key}: waiting for {len(pending)} requests another "
+                        "run is paying for (claimed in the ledger); their answers are reused"
+                    )
+                time.sleep(self.ledger.claim_poll_s)
+                landed = self.lookup({key: pending[key] for key in pending}, partition_of)
+                for key in landed:
+                    del pending[key]
+                answers.update(landed)
+                if not pending:
+                    return answers
+
+    def _pay(
         self,
         misses: list[ChatRequest],
         requests: Mapping[str, ChatRequest],

@@ -9,10 +9,15 @@ simulator, ledger and folders:
 - ``TEST_ROWS``: rows per partition (default 50)
 - ``TEST_CONCURRENCY``: requests in flight (default 8)
 - ``TEST_API_KEY``: the key sent to the simulator
+- ``TEST_CLAIM_LEASE_S`` / ``TEST_CLAIM_POLL_S``: the ledger's claim lease and poll interval
+- ``TEST_BARRIER_DIR`` / ``TEST_BARRIER_COUNT``: ``main`` waits until that many processes have
+  reached it (each leaves a file in the directory), so racing runs start together
 """
 
 import os
 import sys
+import time
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -62,9 +67,26 @@ doc_summaries = llm_asset(TASK, upstream=documents)
 
 def _ledger() -> ResponseLedger:
     spec = os.environ.get("TEST_LEDGER", "sqlite:ledger.sqlite")
+    claims = {
+        "claim_lease_s": float(os.environ.get("TEST_CLAIM_LEASE_S", "30")),
+        "claim_poll_s": float(os.environ.get("TEST_CLAIM_POLL_S", "1")),
+    }
     if spec.startswith("sqlite:"):
-        return ResponseLedger(backend="sqlite", sqlite_path=spec.removeprefix("sqlite:"))
-    return ResponseLedger(backend="postgres", postgres_url=spec)
+        return ResponseLedger(backend="sqlite", sqlite_path=spec.removeprefix("sqlite:"), **claims)
+    return ResponseLedger(backend="postgres", postgres_url=spec, **claims)
+
+
+def _wait_at_barrier() -> None:
+    folder = os.environ.get("TEST_BARRIER_DIR")
+    if not folder:
+        return
+    count = int(os.environ.get("TEST_BARRIER_COUNT", "2"))
+    Path(folder, str(os.getpid())).touch()
+    deadline = time.monotonic() + 180
+    while len(list(Path(folder).iterdir())) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(list(Path(folder).iterdir()))} of {count} arrived")
+        time.sleep(0.02)
 
 
 def resources() -> dict[str, object]:
@@ -87,6 +109,7 @@ defs = dg.Definitions(assets=[documents, doc_summaries], resources=resources())
 
 def main(partition: str) -> int:
     """Materializes one partition on the instance in ``$DAGSTER_HOME``."""
+    _wait_at_barrier()
     with dg.DagsterInstance.get() as instance:
         result = dg.materialize(
             [documents, doc_summaries],

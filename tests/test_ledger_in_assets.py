@@ -190,6 +190,7 @@ def test_sigkill_half_way_then_rerun_pays_only_for_the_rest(
         f"sqlite:{ledger_path}",
         TEST_ROWS=str(rows),
         TEST_CONCURRENCY=str(concurrency),
+        TEST_CLAIM_LEASE_S="3",  # the re-run waits out the killed run's claims
     )
     worker = subprocess.Popen(
         [sys.executable, "-m", "tests.ledger_pipeline", "p1"],
@@ -285,8 +286,8 @@ def test_two_partitions_in_parallel_share_the_postgres_ledger(
         assert len(table) == 300 and (table["llm_status"] == "ok").all()
         keys = list(table["llm_request_hash"])
         assert set(ledger.get_many(keys)) == set(keys)
-    # Shared rows may race (both runs miss, both pay); never more than once per run.
-    assert len(unique) <= simulator.stats()["chat_completions"] <= 600
+    # Shared rows race (both runs miss them at once); their claims make one run pay.
+    assert simulator.stats()["chat_completions"] == len(unique)
     ledger.close()
     os.environ["DAGSTER_PG_URL"] = postgres_url
     try:

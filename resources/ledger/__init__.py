@@ -1,10 +1,12 @@
 """The response ledger: a durable, content-addressed store of paid-for LLM responses.
 
 ``ResponseLedger`` is the resource; ``LedgerEntry`` one paid response; ``LedgerWriter`` records
-responses as they arrive; the SQLite and PostgreSQL backends implement ``LedgerBackend`` on a
+responses as they arrive; ``RequestClaims`` leases the requests a step is paying for, so racing
+steps pay once; the SQLite and PostgreSQL backends implement ``LedgerBackend`` on a
 ``SQLiteDatabase`` or ``PostgresDatabase``, which the batch stores share.
 """
 
+from llm_assets.resources.ledger.claims import RequestClaims, claim_owner
 from llm_assets.resources.ledger.core import (
     ConnectionPool,
     LedgerBackend,
@@ -29,7 +31,9 @@ __all__ = [
     "LedgerWriter",
     "PostgresDatabase",
     "PostgresLedgerBackend",
+    "RequestClaims",
     "ResponseLedger",
     "SQLiteDatabase",
     "SQLiteLedgerBackend",
+    "claim_owner",
 ]

@@ -194,6 +194,24 @@ class LedgerBackend(abc.ABC):
     ) -> tuple[int, float]:
         """Return ``(entries, total cost in USD)`` paid, optionally filtered by run and asset."""
 
+    def claim_many(self, keys: Sequence[str], owner: str, lease_s: float) -> set[str]:
+        """Claim the requests ``keys`` for ``owner`` for ``lease_s`` seconds; return those won.
+
+        A key is won when the ledger holds no answer for it and no other owner holds a live
+        lease on it (a lease that ran out counts as none; ``owner``'s own lease is extended).
+        Each key is claimed atomically, so of several processes claiming one key at the same
+        instant exactly one wins. This default claims every unanswered key and coordinates
+        nothing; the bundled backends override it.
+        """
+        return set(keys) - self.contains_many(keys)
+
+    def renew_claims(self, owner: str, lease_s: float) -> int:
+        """Extend every lease ``owner`` holds to ``lease_s`` seconds from now; return how many."""
+        return 0
+
+    def release_claims(self, owner: str) -> None:  # noqa: B027 - optional, a no-op by default
+        """Drop every claim ``owner`` holds, so others may claim those requests at once."""
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release every connection; the backend cannot be used afterwards."""

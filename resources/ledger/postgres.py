@@ -66,6 +66,7 @@ class PostgresLedgerBackend(LedgerBackend):
         self._pool = self._db.pool  # the tests cut a pooled connection to check the retry
         self.schema = schema
         self.table = self._db.table("responses")
+        self.claims_table = self._db.table("request_claims")
         self._create_schema()
         logger.debug("opened PostgreSQL ledger %s (table %s)", mask_url(url), self.table)
 
@@ -98,8 +99,22 @@ class PostgresLedgerBackend(LedgerBackend):
                 "CREATE INDEX IF NOT EXISTS responses_asset "
                 f"ON {self.table} (asset_key, partition_key)"
             )
+            # A request being paid for right now; leases run on the server's clock, which
+            # every host sharing the ledger agrees on.
+            cur.execute(
+                f"""
+                CREATE TABLE IF NOT EXISTS {self.claims_table} (
+                    key TEXT COLLATE "C" PRIMARY KEY,
+                    owner TEXT NOT NULL,
+                    expires_at TIMESTAMPTZ NOT NULL
+                )
+                """
+            )
+            cur.execute(
+                f"CREATE INDEX IF NOT EXISTS request_claims_owner ON {self.claims_table} (owner)"
+            )
 
-        self._db.create_schema([self.table], f"ledger:{self.table}", create)
+        self._db.create_schema([self.table, self.claims_table], f"ledger:{self.table}", create)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """Return the stored entries for ``keys``; keys not in the ledger are absent."""
@@ -150,6 +165,65 @@ class PostgresLedgerBackend(LedgerBackend):
             return len(inserted)
 
         return self._db.run(insert) if rows else 0
+
+    def claim_many(self, keys: Sequence[str], owner: str, lease_s: float) -> set[str]:
+        """Claim unanswered, unclaimed (or expired) ``keys`` for ``owner``; return those won.
+
+        One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` per chunk: the row lock on a
+        claim makes exactly one of several racing owners win it.
+        """
+        unique = sorted(set(keys))  # one lock order for every claimer: no deadlocks
+        claim = f"""
+            INSERT INTO {self.claims_table} AS c (key, owner, expires_at)
+            SELECT k, %(owner)s, clock_timestamp() + make_interval(secs => %(lease)s)
+            FROM unnest(%(keys)s::text[]) AS k
+            WHERE NOT EXISTS (SELECT 1 FROM {self.table} r WHERE r.key = k)
+            ON CONFLICT (key) DO UPDATE
+                SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+                WHERE c.expires_at <= clock_timestamp() OR c.owner = EXCLUDED.owner
+            RETURNING key
+        """
+        # The claim's snapshot may predate an answer whose claim was dropped while this
+        # statement waited on it; a second statement sees that answer, and gives the key back.
+        answered = f"SELECT key FROM {self.table} WHERE key = ANY(%s)"
+        release = f"DELETE FROM {self.claims_table} WHERE owner = %s AND key = ANY(%s)"
+
+        def work(cur: psycopg2.extensions.cursor) -> set[str]:
+            won: set[str] = set()
+            for start in range(0, len(unique), _KEYS_PER_QUERY):
+                chunk = unique[start : start + _KEYS_PER_QUERY]
+                cur.execute(claim, {"owner": owner, "lease": float(lease_s), "keys": chunk})
+                mine = [row[0] for row in cur.fetchall()]
+                cur.execute(answered, (mine,))
+                late = [row[0] for row in cur.fetchall()]
+                if late:
+                    cur.execute(release, (owner, late))
+                won.update(mine)
+                won.difference_update(late)
+            return won
+
+        return self._db.run(work) if unique else set()
+
+    def renew_claims(self, owner: str, lease_s: float) -> int:
+        """Extend every lease ``owner`` holds to ``lease_s`` seconds from now; return how many."""
+
+        def work(cur: psycopg2.extensions.cursor) -> int:
+            cur.execute(
+                f"UPDATE {self.claims_table} "
+                "SET expires_at = clock_timestamp() + make_interval(secs => %s) WHERE owner = %s",
+                (float(lease_s), owner),
+            )
+            return cur.rowcount
+
+        return self._db.run(work)
+
+    def release_claims(self, owner: str) -> None:
+        """Drop every claim ``owner`` holds."""
+
+        def work(cur: psycopg2.extensions.cursor) -> None:
+            cur.execute(f"DELETE FROM {self.claims_table} WHERE owner = %s", (owner,))
+
+        self._db.run(work)
 
     def count(self) -> int:
         """Return the number of entries in the ledger."""

@@ -21,6 +21,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from llm_assets.resources.errors import UserError
+from llm_assets.resources.ledger.claims import RequestClaims
 from llm_assets.resources.ledger.core import (
     LedgerBackend,
     LedgerConfigError,
@@ -96,6 +97,21 @@ class ResponseLedger(dg.ConfigurableResource):
     postgres_schema: str = Field(
         default="llm_assets",
         description="PostgreSQL schema holding the 'responses' table; created if missing.",
+    )
+    claim_lease_s: float = Field(
+        default=30.0,
+        ge=0.0,
+        description="Before sending, a step claims each request the ledger cannot answer, so "
+        "steps that miss the same request at once pay for it once: the others wait for its "
+        "answer. The claim is a lease of this many seconds, renewed every third of it while "
+        "the step runs; when the step dies, the rows it held are free again after at most "
+        "this long. 0 turns claims off (racing steps may then both pay).",
+    )
+    claim_poll_s: float = Field(
+        default=1.0,
+        gt=0.0,
+        description="How often a step waiting on requests another step claimed checks the "
+        "ledger for their answers (and for leases that ran out).",
     )
     enabled: bool = Field(
         default=True,
@@ -201,6 +217,26 @@ class ResponseLedger(dg.ConfigurableResource):
         """Return a `LedgerWriter` for recording responses as they arrive; use it with ``with``."""
         backend = self.get_backend() if self.enabled else None
         return LedgerWriter(backend, batch_size=batch_size, max_delay_s=max_delay_s)
+
+    def claims(self, owner: str) -> RequestClaims | None:
+        """Return ``owner``'s `RequestClaims` (use it with ``with``), or None when claims are off.
+
+        Claims are off when the ledger is disabled or ``claim_lease_s`` is 0.
+
+        Examples:
+            >>> import tempfile
+            >>> from llm_assets.resources.ledger import ResponseLedger, claim_owner
+            >>> with tempfile.TemporaryDirectory() as tmp:
+            ...     ledger = ResponseLedger(sqlite_path=f"{tmp}/ledger.sqlite", claim_lease_s=30)
+            ...     with ledger.claims(claim_owner("run-1")) as claims:
+            ...         won = claims.claim(["k1", "k2"])
+            ...     ledger.get_backend().close()
+            >>> sorted(won)
+            ['k1', 'k2']
+        """
+        if not self.enabled or self.claim_lease_s <= 0:
+            return None
+        return RequestClaims(self.get_backend(), owner, self.claim_lease_s)
 
     def sqlite_file(self) -> Path:
         """The SQLite file the ``sqlite`` backend uses."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -41,6 +42,15 @@ _SCHEMA = (
     """,
     "CREATE INDEX IF NOT EXISTS responses_run_id ON responses (run_id)",
     "CREATE INDEX IF NOT EXISTS responses_asset ON responses (asset_key, partition_key)",
+    # A request being paid for right now; expires_at is Unix time (one host, one clock).
+    """
+    CREATE TABLE IF NOT EXISTS request_claims (
+        key TEXT PRIMARY KEY NOT NULL,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS request_claims_owner ON request_claims (owner)",
 )
 
 
@@ -118,6 +128,50 @@ class SQLiteLedgerBackend(LedgerBackend):
             )
             inserted = conn.total_changes - before
         return inserted
+
+    def claim_many(self, keys: Sequence[str], owner: str, lease_s: float) -> set[str]:
+        """Claim unanswered, unclaimed (or expired) ``keys`` for ``owner``; return those won.
+
+        Each chunk of keys is checked and claimed under SQLite's write lock, so two processes
+        never both win a key.
+        """
+        won: set[str] = set()
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            with self._db.writing() as conn:
+                now = time.time()
+                answered = conn.execute(
+                    f"SELECT key FROM responses WHERE key IN ({marks})", chunk
+                ).fetchall()
+                held = conn.execute(
+                    f"SELECT key FROM request_claims WHERE key IN ({marks}) "
+                    "AND expires_at > ? AND owner != ?",
+                    [*chunk, now, owner],
+                ).fetchall()
+                taken = {row[0] for row in answered} | {row[0] for row in held}
+                mine = [key for key in chunk if key not in taken]
+                conn.executemany(
+                    "INSERT INTO request_claims (key, owner, expires_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, "
+                    "expires_at = excluded.expires_at",
+                    [(key, owner, now + lease_s) for key in mine],
+                )
+            won.update(mine)
+        return won
+
+    def renew_claims(self, owner: str, lease_s: float) -> int:
+        """Extend every lease ``owner`` holds to ``lease_s`` seconds from now; return how many."""
+        with self._db.writing() as conn:
+            cursor = conn.execute(
+                "UPDATE request_claims SET expires_at = ? WHERE owner = ?",
+                (time.time() + lease_s, owner),
+            )
+            return cursor.rowcount
+
+    def release_claims(self, owner: str) -> None:
+        """Drop every claim ``owner`` holds."""
+        with self._db.writing() as conn:
+            conn.execute("DELETE FROM request_claims WHERE owner = ?", (owner,))
 
     def count(self) -> int:
         """Return the number of entries in the ledger."""
