@@ -88,7 +88,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     s3_region: str | None = Field(
         default=None,
         description="Region of the S3 bucket. Default: AWS_REGION / AWS_DEFAULT_REGION / the AWS "
-        "profile; us-east-1 when endpoint_url is set.",
+        "profile; with endpoint_url and none of these, us-east-1.",
     )
     s3_access_key_id: str | None = Field(
         default=None,

@@ -29,8 +29,8 @@ from llm_assets.resources.errors import UserError
 from llm_assets.resources.llm import OFFLINE_ENV, is_loopback
 from llm_assets.resources.storage.location import Location
 
-# S3-compatible servers (MinIO, Ceph, moto) answer to any region; AWS's default keeps the
-# SDK from probing the EC2 metadata service when an endpoint is given without one.
+# S3-compatible servers (MinIO, Ceph, moto) answer to any region; naming one when an endpoint
+# is given without a region keeps the SDK from probing the EC2 metadata service for it.
 _DEFAULT_ENDPOINT_REGION = "us-east-1"
 
 
@@ -261,7 +261,13 @@ def _s3(settings: ObjectStoreSettings, endpoint: tuple[str, str] | None) -> pafs
             "both (dg.EnvVar('AWS_ACCESS_KEY_ID'), dg.EnvVar('AWS_SECRET_ACCESS_KEY')) or "
             "neither, to use the AWS default credentials"
         )
-    region = settings.region or (_DEFAULT_ENDPOINT_REGION if endpoint else None)
+    region = settings.region
+    if region is None and endpoint is not None:
+        region = (
+            os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or _DEFAULT_ENDPOINT_REGION
+        )
     return pafs.S3FileSystem(
         access_key=settings.access_key_id or None,
         secret_key=settings.secret_access_key or None,
