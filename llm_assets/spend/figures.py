@@ -108,7 +108,9 @@ def materialized(
                 event = record.asset_materialization
                 if event is None or "rows" not in event.metadata:
                     continue
-                values = {name: value.value for name, value in event.metadata.items()}
+                values: dict[str, object] = {
+                    name: value.value for name, value in event.metadata.items()
+                }
                 values["_asset"] = key.to_user_string()
                 events.append((record.run_id, record.timestamp, values))
             if not page.has_more:
