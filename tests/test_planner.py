@@ -220,3 +220,12 @@ def test_definition_errors_name_the_fix() -> None:
             tools=["lookup_product"],
             synthesizer=without_results,
         )
+
+
+def test_public_face_exports_exactly_its_public_names() -> None:
+    import llm_assets.planner as planner
+
+    public = {name for name in vars(planner) if not name.startswith("_")}
+    modules = {"errors", "factory", "ops", "plan", "rows", "tools", "effects", "lineage"}
+    assert set(planner.__all__) == public - modules
+    assert planner.__all__ == sorted(planner.__all__, key=str)

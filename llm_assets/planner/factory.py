@@ -12,6 +12,7 @@ tool steps and the synthesizer, and the ledger answers every LLM request already
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -234,7 +235,12 @@ def planned_asset(
         build_synthesize_op(spec),
     )
 
-    @dg.graph_asset(
+    def _planned(upstream: Any) -> Any:
+        plan, batches = plan_op(upstream)
+        results = batches.map(tool_op)
+        return synthesize_op(plan, results.collect())
+
+    decorate = dg.graph_asset(
         name=name,
         ins={"upstream": dg.AssetIn(key=upstream_key)},
         partitions_def=partitions_def,
@@ -249,12 +255,11 @@ def planned_asset(
         code_version=version,
         resource_defs={INTERMEDIATE_IO_KEY: _INTERMEDIATES},
     )
-    def _planned(upstream: Any) -> Any:
-        plan, batches = plan_op(upstream)
-        results = batches.map(tool_op)
-        return synthesize_op(plan, results.collect())
-
-    return _planned
+    with warnings.catch_warnings():
+        # resource_defs on a graph asset is marked beta in Dagster 1.13; it is what lets the
+        # asset carry the IO manager of its intermediate outputs without user wiring.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return decorate(_planned)
 
 
 def _version(planner: LLMTask, synthesizer: LLMTask, tools: Mapping[str, Tool]) -> str:
