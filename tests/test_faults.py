@@ -1,15 +1,17 @@
-"""Transient faults at scale: every row ends ok or quarantined with its reason, none twice."""
+"""Transient faults: every row ends ok or quarantined with its reason, none twice, none late."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from llm_assets import llm_asset
+from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource
 from llm_assets.simulator import SimulatorServer
-from tests.conftest import make_resources
+from tests.conftest import TEST_API_KEY, make_resources
 from tests.test_llm_asset import REGIONS, make_task
 
 ROWS = 2_000
@@ -61,3 +63,39 @@ def test_twenty_percent_transient_faults_lose_no_row_and_pay_no_row_twice(
     assert stats["chat_completions"] == ROWS
     (check,) = result.get_asset_check_evaluations()
     assert check.passed
+
+
+def test_isolated_failures_are_retried_at_once_not_after_a_growing_backoff(
+    simulator: SimulatorServer,
+) -> None:
+    # A backoff of 20 s would keep each failed row ≥ 10 s; an isolated failure among
+    # successes is retried after at most 0.1 s, so the step ends in about its own time.
+    failing = {5, 17, 29, 38}  # each fails once, then succeeds
+    requests = [
+        ChatRequest(
+            f"row-{i}",
+            {
+                "model": "sim-small",
+                "messages": [
+                    {"role": "user", "content": f"row {i}" + (" [[sim:500:1]]" * (i in failing))}
+                ],
+            },
+            5,
+        )
+        for i in range(40)
+    ]
+    llm = LLMResource(
+        base_url=simulator.base_url,
+        api_key=TEST_API_KEY,
+        max_concurrency=4,
+        retry_backoff_s=20.0,
+        retry_backoff_max_s=20.0,
+    )
+    results: list[ChatResult] = []
+    started = time.monotonic()
+    stats = llm.run_requests(requests, results.append)
+    elapsed = time.monotonic() - started
+    assert stats.ok == 40 and stats.retries == len(failing)
+    assert elapsed < 8.0, f"{elapsed:.1f} s: the failed rows waited for a backoff"
+    retried = {r.key for r in results if r.attempts == 2}
+    assert retried == {f"row-{i}" for i in failing}

@@ -123,7 +123,7 @@ class ChatEngine:
         """Sends every request and calls ``on_result`` once per request as it completes.
 
         Args:
-            requests: The requests; consumed lazily by the workers.
+            requests: The requests; handed out one at a time by the dispatcher.
             on_result: Called in the event loop thread for each finished request.
             should_stop: Checked before each new request; when it returns True no new request
                 starts (requests in flight finish and are reported).
