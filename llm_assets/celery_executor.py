@@ -208,7 +208,7 @@ def watched_celery_executor(init_context: dg.InitExecutorContext) -> dg.Executor
         >>> job.name
         'nightly'
     """
-    config = init_context.executor_config
+    config: Mapping[str, Any] = init_context.executor_config
     return WatchedCeleryExecutor(
         retries=RetryMode.from_config(config["retries"]),  # type: ignore[arg-type]
         broker=config.get("broker"),

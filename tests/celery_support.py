@@ -180,7 +180,7 @@ def celery_cluster(
     logs = tmp_path / "logs"
     logs.mkdir()
     # A Redis database of its own, so concurrent test sessions never share a queue.
-    db = random.randint(2, 15)
+    db = random.randint(2, 13)  # 14 is the benchmark's
     broker = f"redis://127.0.0.1:6379/{db}"
     import redis
 
