@@ -349,3 +349,24 @@ def test_bad_upstream_is_refused_by_name(
         chain.append(str(error))
         error = error.__cause__ or error.__context__
     assert any(message in text for text in chain), chain
+
+
+def test_json_schema_nullable_and_const_forms() -> None:
+    answer = model_from_json_schema(
+        {
+            "type": "object",
+            "properties": {
+                "note": {"type": ["string", "null"], "maxLength": 3},
+                "count": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                "kind": {"const": "ticket"},
+                "left_out": {"type": "string"},
+            },
+            "required": ["note", "count", "kind"],
+        }
+    )
+    assert answer(note=None, count=None, kind="ticket").model_dump() == {
+        "note": None, "count": None, "kind": "ticket", "left_out": None,
+    }  # fmt: skip
+    for bad in ({"note": "long"}, {"kind": "other"}, {"count": "x"}):
+        with pytest.raises(ValueError):
+            answer.model_validate({"note": "ok", "count": 1, "kind": "ticket", **bad})

@@ -140,6 +140,8 @@ class _Builder:
         kind = node.get("type")
         if isinstance(kind, list):
             return self._type_list(node, kind, path, name)
+        if kind is None and "const" in node:
+            return self._literal([node["const"]], path)
         if kind is None and "enum" in node:
             return self._literal(node["enum"], path)
         if kind not in _KEYWORDS:
