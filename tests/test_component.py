@@ -370,3 +370,14 @@ def test_json_schema_nullable_and_const_forms() -> None:
     for bad in ({"note": "long"}, {"kind": "other"}, {"count": "x"}):
         with pytest.raises(ValueError):
             answer.model_validate({"note": "ok", "count": 1, "kind": "ticket", **bad})
+
+
+def test_components_package_exports_exactly_its_public_names() -> None:
+    package = importlib.import_module("llm_assets.components")
+    public = {
+        name
+        for name, value in vars(package).items()
+        if not name.startswith("_") and not isinstance(value, type(sys)) and name != "annotations"
+    }
+    assert set(package.__all__) == public
+    assert list(package.__all__) == sorted(package.__all__)
