@@ -17,6 +17,7 @@ from dagster._core.storage.tags import (
 from llm_assets import LLMTask, llm_asset
 from llm_assets.example.pipeline import ASSETS
 from llm_assets.simulator import SimulatorServer
+from llm_assets.summary import money
 from tests.test_llm_asset import Label
 
 DAYS = ["2026-11-02", "2026-11-03"]
@@ -58,7 +59,9 @@ def test_each_partition_of_a_range_run_has_its_own_rows_cost_preview_and_report(
         )
         unique = table[first_seen].drop_duplicates("llm_request_hash")
         assert meta["requests_sent"] == len(unique)
-        assert meta["cost_usd"] == pytest.approx(unique["llm_cost_usd"].sum(), abs=1e-4)
+        # Money is kept to the micro-dollar, so a partition's cost is its rows' cost.
+        assert meta["cost_usd"] == pytest.approx(unique["llm_cost_usd"].sum(), abs=1e-6)
+        assert meta["spend"].startswith(f"{money(meta['cost_usd'])} new, ")
         assert meta["input_tokens"] == unique["llm_input_tokens"].sum()
         assert table["review_id"].iloc[0] in meta["preview"]
         other = DAYS[1] if day == DAYS[0] else DAYS[0]
