@@ -1,4 +1,7 @@
-"""Fixtures for the browser tests: one Dagster UI per session, a Chromium page per test.
+"""Fixtures for the browser tests: one Dagster UI for the package, a Chromium page per test.
+
+The UI and the browser live only while this package's tests run (package scope), so they use
+no CPU or memory during the rest of the suite.
 
 A test that fails leaves a screenshot, the page's HTML and the server log in
 ``$LLM_ASSETS_TEST_ARTIFACTS/<test>/`` (default ``.test-artifacts/`` in the repository); the
@@ -38,7 +41,7 @@ def chromium_path() -> str:
     return chromium_or_skip()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dagster_ui(
     chromium_path: str,
     _simulator_server: SimulatorServer,
@@ -58,7 +61,7 @@ def dagster_ui(
         yield ui
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium_path: str) -> Iterator[Any]:
     """Headless Chromium, driven by Playwright (no browser download)."""
     from playwright.sync_api import expect, sync_playwright

@@ -54,7 +54,10 @@ def chromium_or_skip() -> str:
     configured = os.environ.get(CHROMIUM_ENV)
     if configured:
         if not os.access(configured, os.X_OK):
-            pytest.skip(f"{CHROMIUM_ENV}={configured} is not an executable file")
+            pytest.skip(
+                f"{CHROMIUM_ENV}={configured} is not an executable file: point it at a "
+                "Chromium or Chrome executable, or unset it to use `chromium` from PATH"
+            )
         return configured
     found = shutil.which("chromium")
     if found is None:
