@@ -10,8 +10,9 @@ import dagster as dg
 import pandas as pd
 
 from llm_assets.planner.plan import ACCEPTED, CheckedCall, RowPlan
-from llm_assets.planner.rows import TOOL_RESULTS_COLUMN, ToolOutcome
+from llm_assets.planner.rows import TOOL_RESULTS_COLUMN, PlannerOutput, ToolOutcome
 from llm_assets.results import markdown_preview
+from llm_assets.summary import StepSummary, summary_metadata
 
 #: At most this many calls are listed in the plan table (the counts cover them all).
 PLAN_TABLE_LIMIT = 200
@@ -89,3 +90,29 @@ def rejection_lines(asset: str, plans: Sequence[RowPlan], limit: int = 20) -> li
     if len(bad) > limit:
         lines.append(f"{asset}: ... and {len(bad) - limit} more rows with rejected plans")
     return lines
+
+
+def asset_metadata(
+    plan: PlannerOutput,
+    summaries: Mapping[str | None, StepSummary],
+    task_version: str,
+    outcomes: Mapping[str, ToolOutcome],
+    synthesizer_model: str | None,
+) -> dict[str, Any]:
+    """The materialization's metadata: the synthesizer's figures, the plan and its figures."""
+    rows = [row for rows in plan.plans.values() for row in rows]
+    planner = StepSummary.total(plan.planner_summaries.values())
+    metadata = summary_metadata(
+        StepSummary.total(summaries.values()),
+        task_version=task_version,
+        default_model=synthesizer_model or "(LLMResource.model)",
+    )
+    metadata.update(plan_figures(rows, outcomes))
+    metadata.update(
+        plan=plan_table(plan.calls(), outcomes),
+        planner_task_version=plan.planner_version,
+        planner_requests_sent=planner.requests_sent,
+        planner_cache_hits=planner.cache_hits,
+        planner_cost_usd=round(planner.cost_usd, 6),
+    )
+    return metadata

@@ -18,14 +18,20 @@ import pandas as pd
 from llm_assets.factory import Prepare, _frames_by_partition
 from llm_assets.planner.effects import record_effect, recorded_result
 from llm_assets.planner.errors import PlanTooLargeError, ToolFailedError
-from llm_assets.planner.lineage import plan_figures, plan_table, rejection_lines, synthesizer_inputs
+from llm_assets.planner.lineage import (
+    asset_metadata,
+    plan_figures,
+    plan_table,
+    rejection_lines,
+    synthesizer_inputs,
+)
 from llm_assets.planner.plan import ACCEPTED, RowPlan, ToolBatch, batch_calls, check_row
 from llm_assets.planner.rows import PlannerOutput, ToolOutcome, assemble, synthesizer_frame
 from llm_assets.planner.tools import Tool
 from llm_assets.planning import ROW_INDEX_COLUMN
 from llm_assets.results import markdown_preview
 from llm_assets.runner import StepInfo, run_task
-from llm_assets.summary import StepSummary, run_line, summary_metadata
+from llm_assets.summary import run_line
 from llm_assets.task import LLMTask
 
 #: Resource key of the IO manager that keeps the plan and tool results between steps.
@@ -262,7 +268,9 @@ def build_synthesize_op(spec: PlannerSpec) -> dg.OpDefinition:
             for p in plan.frames
         }
         context.log.info(run_line(spec.asset, output.summaries))
-        metadata = _metadata(spec, plan, output.summaries, output.task_version, outcomes)
+        metadata = asset_metadata(
+            plan, output.summaries, output.task_version, outcomes, spec.synthesizer.model
+        )
         metadata["synthesizer_inputs"] = synthesizer_inputs(
             pd.concat(list(frames.values())) if frames else pd.DataFrame(), spec.id_column
         )
@@ -282,28 +290,3 @@ def build_synthesize_op(spec: PlannerSpec) -> dg.OpDefinition:
         return dg.Output(value, metadata=metadata)
 
     return _synthesize
-
-
-def _metadata(
-    spec: PlannerSpec,
-    plan: PlannerOutput,
-    summaries: Mapping[str | None, StepSummary],
-    task_version: str,
-    outcomes: Mapping[str, ToolOutcome],
-) -> dict[str, Any]:
-    rows = [row for rows in plan.plans.values() for row in rows]
-    planner = StepSummary.total(plan.planner_summaries.values())
-    metadata = summary_metadata(
-        StepSummary.total(summaries.values()),
-        task_version=task_version,
-        default_model=spec.synthesizer.model or "(LLMResource.model)",
-    )
-    metadata.update(plan_figures(rows, outcomes))
-    metadata.update(
-        plan=plan_table(plan.calls(), outcomes),
-        planner_task_version=plan.planner_version,
-        planner_requests_sent=planner.requests_sent,
-        planner_cache_hits=planner.cache_hits,
-        planner_cost_usd=round(planner.cost_usd, 6),
-    )
-    return metadata
