@@ -105,7 +105,9 @@ def test_failed_partition_shows_its_reason(page: Any, dagster_ui: DagsterUI) -> 
     assert "over its budget of $0.0100" in reason
 
     page.goto(f"/assets/{ASSET}?view=partitions&partition={FAILED_PARTITION}")
-    expect(page.get_by_text("failed, and did not materialize this asset")).to_be_visible()
+    alert = page.get_by_text("failed, and did not materialize this asset")
+    expect(alert).to_be_visible()
+    expect(alert).to_contain_text(f"Run {run_id[:8]} failed")
     page.get_by_role("button", name="View logs").click()
     page.get_by_placeholder("Filter…").last.fill("type:STEP_FAILURE")
     shown = page.get_by_text("BudgetExceededError: asset 'review_insights' would send")
