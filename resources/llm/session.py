@@ -10,6 +10,7 @@ loop when the run ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -65,9 +66,14 @@ class ClientSession:
             timeout=self.settings.timeout_s,
             max_retries=0,
         )
-        # The SDK imports its chat resources on first use (most of a second on a busy host);
-        # do it while the session opens, not in the first request of a step.
+        # The SDK imports its chat resources, and the HTTP pool anyio's asyncio backend, on
+        # first use: up to a second or two on a busy host. Do it while the session opens, not
+        # in the first request of a step, where it delays learning the rate limit.
         _ = client.chat.completions.with_raw_response
+        with contextlib.suppress(ImportError):
+            import anyio
+
+            anyio.Event()
         return client
 
     def _submit(self, coroutine: Coroutine[Any, Any, T]) -> T:
