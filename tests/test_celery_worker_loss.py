@@ -40,11 +40,12 @@ def test_killed_worker_fails_the_run_and_the_retry_pays_only_for_calls_in_flight
     ) as cluster:
         workers = {cluster.start_worker(new_name("w1")), cluster.start_worker(new_name("w2"))}
         cluster.start_daemon()
-        cluster.wait_for_workers()
+        # Queued until the daemon is up; the workers start meanwhile.
         cluster.dagster(
             "job", "launch", "-m", "llm_assets.definitions", "-j", "nightly_enrichment",
             "--tags", json.dumps({"dagster/partition": PARTITION}),
         )  # fmt: skip
+        cluster.wait_for_workers()
         instance = cluster.instance
         (run,) = instance.get_runs()
 
