@@ -186,12 +186,12 @@ def test_side_effects_are_not_repeated_by_a_new_run(
     assert _table(planner_env)["llm_run_id"].eq(second.run_id).all()
 
 
-def test_batches_small_calls_into_fewer_steps(
+def test_batches_small_calls_into_fewer_steps_run_in_threads(
     planner_env: Path, sqlite_instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = [[f"p{i}", "t"] for i in range(5)]
     monkeypatch.setenv("PLANNER_TEST_ROWS", json.dumps(rows))
-    result = _materialize(sqlite_instance, calls_per_step=2)
+    result = _materialize(sqlite_instance, calls_per_step=2, step_threads=2)
     assert _tool_steps(result) == [
         f"{ASSET}.{ASSET}_tools[lookup_product_00004]",
         f"{ASSET}.{ASSET}_tools[lookup_product_b00000]",
@@ -226,6 +226,6 @@ def test_public_face_exports_exactly_its_public_names() -> None:
     import llm_assets.planner as planner
 
     public = {name for name in vars(planner) if not name.startswith("_")}
-    modules = {"errors", "factory", "ops", "plan", "rows", "tools", "effects", "lineage"}
+    modules = {"calls", "effects", "errors", "factory", "lineage", "ops", "plan", "rows", "tools"}
     assert set(planner.__all__) == public - modules
     assert planner.__all__ == sorted(planner.__all__, key=str)

@@ -111,6 +111,7 @@ def planned_asset(
     max_tool_calls: int = 64,
     max_calls_per_row: int = 8,
     calls_per_step: int = 1,
+    step_threads: int = 1,
     tool_retry_policy: dg.RetryPolicy | None = None,
     max_cost_usd: float | None = None,
     group_name: str | None = None,
@@ -149,6 +150,8 @@ def planned_asset(
         max_calls_per_row: A row planning more calls is rejected.
         calls_per_step: Calls of one tool batched into one mapped step (raise it for small,
             fast tools: each step costs process start-up time).
+        step_threads: Calls of one step run in up to this many threads (for thread-safe tools
+            that wait on I/O); 1 runs them in order.
         tool_retry_policy: Retries of a failed tool step; default ``DEFAULT_TOOL_RETRY``.
         max_cost_usd: Budget of new LLM spend of each LLM step (planner, synthesizer).
         group_name: Asset group.
@@ -220,6 +223,7 @@ def planned_asset(
         max_tool_calls=max_tool_calls,
         max_calls_per_row=max_calls_per_row,
         calls_per_step=calls_per_step,
+        step_threads=step_threads,
         prepare=prepare,
         passthrough=tuple(passthrough_columns),
         max_cost_usd=max_cost_usd,

@@ -7,7 +7,6 @@ a ``RetryPolicy``. ``synthesize`` receives the collected results and answers the
 task for every row whose plan was valid.
 """
 
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +15,8 @@ import dagster as dg
 import pandas as pd
 
 from llm_assets.factory import Prepare, _frames_by_partition
-from llm_assets.planner.effects import record_effect, recorded_result
-from llm_assets.planner.errors import PlanTooLargeError, ToolFailedError
+from llm_assets.planner.calls import CallContext, run_calls
+from llm_assets.planner.errors import PlanTooLargeError
 from llm_assets.planner.lineage import (
     asset_metadata,
     plan_figures,
@@ -25,7 +24,14 @@ from llm_assets.planner.lineage import (
     rejection_lines,
     synthesizer_inputs,
 )
-from llm_assets.planner.plan import ACCEPTED, RowPlan, ToolBatch, batch_calls, check_row
+from llm_assets.planner.plan import (
+    ACCEPTED,
+    CheckedCall,
+    RowPlan,
+    ToolBatch,
+    batch_calls,
+    check_row,
+)
 from llm_assets.planner.rows import PlannerOutput, ToolOutcome, assemble, synthesizer_frame
 from llm_assets.planner.tools import Tool
 from llm_assets.planning import ROW_INDEX_COLUMN
@@ -50,6 +56,7 @@ class PlannerSpec:
     max_tool_calls: int
     max_calls_per_row: int
     calls_per_step: int
+    step_threads: int
     prepare: Prepare | None
     passthrough: tuple[str, ...]
     max_cost_usd: float | None
@@ -180,50 +187,25 @@ def build_tool_op(spec: PlannerSpec) -> dg.OpDefinition:
         tags={"kind": "llm-tools"},
     )
     def _tools(context: dg.OpExecutionContext, batch: ToolBatch) -> list[ToolOutcome]:
-        ledger = getattr(context.resources, spec.ledger_key) if keys and spec.ledger_key else None
-        outcomes = []
-        for call in batch.calls:
-            found = spec.tools.get(call.tool)
-            if call.status != ACCEPTED or found is None or call.arguments is None:
-                raise ToolFailedError(call.tool, call.call_id, call.row_id, "call not allowed")
-            started = time.time()
-            clock = time.monotonic()
-            result = recorded_result(ledger, call) if ledger is not None else None
-            reused = result is not None
-            if result is None:
-                try:
-                    result = found.run(call.arguments)
-                except Exception as exc:
-                    raise ToolFailedError(
-                        call.tool, call.call_id, call.row_id, f"{type(exc).__name__}: {exc}"
-                    ) from exc
-                if ledger is not None:
-                    record_effect(
-                        ledger,
-                        call,
-                        result,
-                        tool_version=found.version,
-                        duration_s=time.monotonic() - clock,
-                        run_id=context.run.run_id,
-                        asset=spec.asset,
-                    )
-            outcomes.append(
-                ToolOutcome(
-                    call.call_id,
-                    result,
-                    time.monotonic() - clock,
-                    context.retry_number + 1,
-                    reused,
-                    started,
-                    time.time(),
-                )
-            )
+        attempt = context.retry_number + 1
+        where = CallContext(
+            tools=spec.tools,
+            ledger=getattr(context.resources, spec.ledger_key)
+            if keys and spec.ledger_key
+            else None,
+            run_id=context.run.run_id,
+            asset=spec.asset,
+            attempt=attempt,
+        )
+
+        def log(call: CheckedCall, outcome: ToolOutcome) -> None:
             context.log.info(
                 f"{spec.asset}: {call.call_id} {call.tool} "
-                f"{'reused its recorded effect' if reused else 'ok'} "
-                f"in {outcomes[-1].duration_s:.2f}s (attempt {context.retry_number + 1})"
+                f"{'reused its recorded effect' if outcome.reused else 'ok'} "
+                f"in {outcome.duration_s:.2f}s (attempt {attempt})"
             )
-        return outcomes
+
+        return run_calls(batch.calls, where, spec.step_threads, log)
 
     return _tools
 
