@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,32 +77,34 @@ def planner_webserver(tmp_path: Path, simulator: SimulatorServer) -> Iterator[in
     env.update(support.env(tmp_path, simulator.base_url, PLANNER_TEST_TOOLS="lookup_product"))
     env["DAGSTER_HOME"] = str(home)
     port = _free_port()
-    log = (tmp_path / "webserver.log").open("w")
-    proc = subprocess.Popen(
-        [WEBSERVER, "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        import urllib.request
+    log_path = tmp_path / "webserver.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [WEBSERVER, "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until_serving(proc, port, log_path)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "webserver.log").read_text()
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("webserver did not start: " + (tmp_path / "webserver.log").read_text())
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+
+def _wait_until_serving(proc: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    url = f"http://127.0.0.1:{port}/server_info"
+    for _ in range(360):
+        if proc.poll() is not None:
+            pytest.fail(f"webserver exited with {proc.returncode}: {log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail("webserver did not start: " + log_path.read_text())
 
 
 @pytest.mark.slow
