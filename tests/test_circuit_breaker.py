@@ -112,14 +112,16 @@ def test_endpoint_that_comes_back_within_the_retry_schedule_loses_nothing() -> N
         base_url=url, api_key=TEST_API_KEY, retry_backoff_s=0.3, retry_backoff_max_s=3.0
     )
     results: list[ChatResult] = []
-    restarter.start()
-    try:
-        stats = llm.run_requests(chat_requests(40), results.append)
-        assert stats.ok == 40 and stats.retries > 0
-        assert server.stats()["chat_completions"] == 40
-    finally:
-        restarter.join()
-        server.stop()
+    # The client opens first, as before a step, so the 0.3 s outage falls on the requests.
+    with dg.build_resources({"llm": llm}) as opened:
+        restarter.start()
+        try:
+            stats = opened.llm.run_requests(chat_requests(40), results.append)
+            assert stats.ok == 40 and stats.retries > 0
+            assert server.stats()["chat_completions"] == 40
+        finally:
+            restarter.join()
+            server.stop()
 
 
 def test_every_request_failing_a_few_times_does_not_open_the_breaker(

@@ -6,7 +6,8 @@ retried, how long to wait and what counts against the rate limit. Transient fail
 422) or the whole step (401, 403, 404, ``insufficient_quota``) at once, so a bad key never
 becomes a retry storm; ``failures`` sorts them. How long a retry waits is ``retries``'s
 decision: an isolated failure is retried as soon as the rate limiter allows, after a short
-jittered pause; only overload (most recent attempts failing, ``retry-after``, 429s) backs off.
+jittered pause; only overload (most recent attempts failing, ``retry-after``, 429s) backs off,
+and then new rows wait too.
 
 One dispatcher hands rows out: it takes the next row (a retry whose pause is over comes before
 a new row), waits for the rate limiter's turn, then for a free slot among ``concurrency``
@@ -186,7 +187,7 @@ class ChatEngine:
                     wake.clear()
                     await wake.wait()
                     continue
-                if not await breaker.unless_open(self._turn(row.est_tokens)):
+                if not await breaker.unless_open(self._turn(row)):
                     finish(self._not_retried(row.request, row.attempts))
                     continue
                 await in_flight.acquire()
@@ -209,12 +210,16 @@ class ChatEngine:
             raise breaker.error(self._base_url, paid=self.stats.ok, secret=self._client.api_key)
         return self.stats
 
-    async def _turn(self, est_tokens: int) -> None:
-        """Waits out an overload hold, then the rate limiter's turn."""
+    async def _turn(self, row: _Row) -> None:
+        """Waits for the rate limiter's turn; a new row first waits out an overload hold.
+
+        Retries are not held: each already waited its own backoff, and the first of them to
+        succeed is what shows that the endpoint is back.
+        """
         hold = self._retries.hold_until - time.monotonic()
-        if hold > 0:
+        if hold > 0 and row.attempts == 0:
             await asyncio.sleep(hold)
-        await self._limiter.acquire(est_tokens)
+        await self._limiter.acquire(row.est_tokens)
 
     def _new_breaker(self) -> CircuitBreaker:
         # How long one request may keep retrying: its backoffs before jitter shortens them.

@@ -8,8 +8,8 @@ step do not trail the rest by a backoff that grew for the whole step.
 The endpoint is *overloaded* (or down) when failures dominate the recent attempts: at least
 ``min_failures`` of the last ``window`` attempts failed and they are at least
 ``overload_fraction`` of them. Then a retry waits the classic exponential backoff with jitter
-(``backoff_s`` doubling up to ``backoff_max_s`` with the row's failures), and the whole step
-holds new attempts for as long (``hold_until``). A ``retry-after`` header is overload evidence
+(``backoff_s`` doubling up to ``backoff_max_s`` with the row's failures), and the step starts
+no new row for as long (``hold_until``). A ``retry-after`` header is overload evidence
 too: it is honoured as a pause for the step. 429s belong to the rate limiter, which pauses
 every caller of the key; the row then waits ``retry-after`` or the exponential backoff.
 
@@ -69,7 +69,7 @@ class RetryPolicy:
         self._min_failures = min_failures
         self._overload_fraction = overload_fraction
         self.hold_until = 0.0
-        """No new attempt of the step should start before this time (overload, retry-after)."""
+        """No new row of the step should start before this time (overload, retry-after)."""
 
     def record(self, *, ok: bool) -> None:
         """Notes one attempt's outcome; ``ok=False`` for a transient failure (not a 429)."""
