@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,14 @@ from llm_assets.task import LLMTask, request_hash
 ROW_INDEX_COLUMN = "row_index"
 
 
-@dataclass
+#: Rows rendered, looked up and settled together: bounds the request bodies and ledger entries
+#: alive at once, whatever the size of the table.
+CHUNK_ROWS = 20_000
+
+_NO_EXTRA: dict[str, Any] = {}
+
+
+@dataclass(slots=True)
 class PlannedRow:
     """One upstream row: its id, copied columns, and its request key or pre-send failure."""
 
@@ -101,34 +108,93 @@ def plan_rows(
     """
     rows: list[PlannedRow] = []
     requests: dict[str, ChatRequest] = {}
+    for chunk_rows, chunk_requests in plan_chunks(task, frames, model, window, passthrough):
+        rows.extend(chunk_rows)
+        for key, request in chunk_requests.items():
+            requests.setdefault(key, request)
+    return rows, requests
+
+
+def plan_chunks(
+    task: LLMTask,
+    frames: Mapping[str | None, pd.DataFrame],
+    model: str,
+    window: int | None,
+    passthrough: tuple[str, ...] = (),
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[tuple[list[PlannedRow], dict[str, ChatRequest]]]:
+    """Renders the rows ``chunk_rows`` at a time, in input order.
+
+    Yields:
+        Each chunk's rows, and its unique requests by key (a request may recur in later
+        chunks; the caller keeps what it needs of earlier ones).
+    """
     variables = task.template_variables
     sources = [task.columns.get(v, v) for v in variables]
     for partition, df in frames.items():
-        ids = df[task.id_column].tolist() if task.id_column else list(range(len(df)))
-        value_columns = [df[c].tolist() for c in sources]
-        extra_columns = [df[c].tolist() for c in passthrough]
-        for i, row_id in enumerate(ids):
-            extra = {c: col[i] for c, col in zip(passthrough, extra_columns, strict=True)}
-            try:
-                values = {
-                    v: _text(col[i], source)
-                    for v, source, col in zip(variables, sources, value_columns, strict=True)
-                }
-            except BadTextError as exc:
-                error = ("bad_text", f"row {row_id!r}: {exc}")
-                rows.append(PlannedRow(partition, row_id, extra, pre_error=error))
-                continue
-            messages = task.render_messages(values)
-            est = task.estimate_prompt_tokens(messages)
-            body = task.request_body(messages, model)
-            if window is not None and est + task.max_output_tokens > window:
-                error = over_window(est, task.max_output_tokens, window, model)
-                rows.append(PlannedRow(partition, row_id, extra, pre_error=error, pre_body=body))
-                continue
-            key = task.request_key(body)
-            if key not in requests:
-                requests[key] = ChatRequest(key=key, body=body, est_prompt_tokens=est)
-            rows.append(PlannedRow(partition, row_id, extra, key=key))
+        for start in range(0, len(df), chunk_rows):
+            part = df.iloc[start : start + chunk_rows]
+            ids = (
+                part[task.id_column].tolist()
+                if task.id_column
+                else list(range(start, start + len(part)))
+            )
+            value_columns = [part[c].tolist() for c in sources]
+            extra_columns = [part[c].tolist() for c in passthrough]
+            yield _plan(
+                task,
+                partition,
+                ids,
+                variables,
+                sources,
+                value_columns,
+                extra_columns,
+                model,
+                window,
+                passthrough,
+            )
+
+
+def _plan(
+    task: LLMTask,
+    partition: str | None,
+    ids: list[Any],
+    variables: Sequence[str],
+    sources: Sequence[str],
+    value_columns: list[list[Any]],
+    extra_columns: list[list[Any]],
+    model: str,
+    window: int | None,
+    passthrough: tuple[str, ...],
+) -> tuple[list[PlannedRow], dict[str, ChatRequest]]:
+    rows: list[PlannedRow] = []
+    requests: dict[str, ChatRequest] = {}
+    for i, row_id in enumerate(ids):
+        extra = (
+            {c: col[i] for c, col in zip(passthrough, extra_columns, strict=True)}
+            if passthrough
+            else _NO_EXTRA
+        )
+        try:
+            values = {
+                v: _text(col[i], source)
+                for v, source, col in zip(variables, sources, value_columns, strict=True)
+            }
+        except BadTextError as exc:
+            error = ("bad_text", f"row {row_id!r}: {exc}")
+            rows.append(PlannedRow(partition, row_id, extra, pre_error=error))
+            continue
+        messages = task.render_messages(values)
+        est = task.estimate_prompt_tokens(messages)
+        body = task.request_body(messages, model)
+        if window is not None and est + task.max_output_tokens > window:
+            error = over_window(est, task.max_output_tokens, window, model)
+            rows.append(PlannedRow(partition, row_id, extra, pre_error=error, pre_body=body))
+            continue
+        key = task.request_key(body)
+        if key not in requests:
+            requests[key] = ChatRequest(key=key, body=body, est_prompt_tokens=est)
+        rows.append(PlannedRow(partition, row_id, extra, key=key))
     return rows, requests
 
 

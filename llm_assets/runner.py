@@ -26,14 +26,14 @@ from typing import Any
 import pandas as pd
 
 from llm_assets.batching import BatchMode, BatchPlan
-from llm_assets.planning import check_columns, plan_rows, repair_request
+from llm_assets.planning import PlannedRow, check_columns, plan_chunks, repair_request
 from llm_assets.progress import progress_logger
 from llm_assets.provenance import BATCH_ID_FIELD, answer_content, parse_answer
 from llm_assets.resources.errors import BudgetExceededError
 from llm_assets.resources.ledger import LedgerEntry, ResponseLedger, claim_owner
 from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource, cost_usd
 from llm_assets.summary import StepSummary
-from llm_assets.tables import Resolution, RunStamp, build_outputs
+from llm_assets.tables import Resolution, RunStamp, TableBuilder
 from llm_assets.task import LLMTask
 
 
@@ -104,7 +104,9 @@ class _Fetcher:
             hits: dict[str, LedgerEntry] = (
                 self.ledger.get_many(list(requests)) if self.ledger else {}
             )
-            answers = {key: Resolution.from_entry(entry) for key, entry in hits.items()}
+            # Keyed by the caller's key strings, so each key is held once however many tables
+            # and dicts refer to it.
+            answers = {key: Resolution.from_entry(hits[key]) for key in requests if key in hits}
         discount = self.llm.batch_discount
         for key, entry in hits.items():
             part = self.summaries[partition_of.get(key)]
@@ -116,6 +118,14 @@ class _Fetcher:
                 if discount > 0:
                     part.batch_saved_usd += entry.cost_usd * (1 / discount - 1)
         return answers
+
+    def reload(self, keys: list[str]) -> dict[str, Resolution]:
+        """Answers the ledger gave this step before (repeated rows): not counted again."""
+        if not keys or not self.ledger:
+            return {}
+        with _gc_paused():
+            found = self.ledger.get_many(keys)
+            return {key: Resolution.from_entry(found[key]) for key in keys if key in found}
 
     def estimate(
         self, requests: list[ChatRequest], model: str, partition_of: Mapping[str, str | None]
@@ -281,26 +291,15 @@ def run_task(
         check_columns(task, df, step.asset_key, step.upstream, passthrough_columns)
     model = task.model or llm.model
     task_version = task.version_for(llm.model)
-    with _gc_paused():
-        rows, requests = plan_rows(
-            task, frames, model, llm.context_window(model), passthrough_columns
-        )
     summaries = {partition: StepSummary() for partition in frames}
-    # A request shared by several partitions belongs to the first one that asks it.
-    partition_of: dict[str, str | None] = {}
-    for row in rows:
-        summaries[row.partition].rows += 1
-        if row.key is None:
-            continue
-        if row.key in partition_of:
-            summaries[row.partition].duplicates_collapsed += 1
-        else:
-            partition_of[row.key] = row.partition
     fetcher = _Fetcher(task, llm, ledger, step, summaries, log, max_cost_usd, task_version)
-
     if batch is not None:
         batch.settle(list(frames), task_version)
-    resolved = fetcher.lookup(requests, partition_of)
+    stamp = RunStamp(step.run_id, task_version)
+    planned = _plan_and_look_up(
+        task, frames, model, llm.context_window(model), passthrough_columns, fetcher, stamp
+    )
+    resolved, requests, partition_of = planned.resolved, planned.requests, planned.partition_of
     unknown = [r for k, r in requests.items() if k not in resolved]
     estimated = fetcher.estimate(unknown, model, partition_of)
     if max_cost_usd is not None and estimated > max_cost_usd:
@@ -322,23 +321,95 @@ def run_task(
             return StepOutput({}, {}, summaries, task_version, plan)
         unknown = []
     if unknown:
-        resolved.update(fetcher.send(unknown, requests, partition_of))
-    with _gc_paused():
-        for key, resolution in resolved.items():
-            resolution.settle(parse_answer(resolution.body, task.output_schema), key)
+        answered = fetcher.send(unknown, requests, partition_of)
+        unknown.clear()
+        with _gc_paused():
+            for key, resolution in answered.items():
+                resolution.settle(parse_answer(resolution.body, task.output_schema), key)
+                if resolution.answer is not None:
+                    del requests[key]  # its body is needed no more
+        resolved.update(answered)
+        del answered
     _repair(task, fetcher, requests, resolved, partition_of)
     with _gc_paused():
-        tables, quarantine = build_outputs(
-            task,
-            frames,
-            rows,
-            resolved,
-            requests,
-            RunStamp(step.run_id, task_version),
-            summaries,
-            passthrough_columns,
-        )
+        for position, row in planned.deferred:
+            planned.builder.fill(position, row, resolved.get(row.key) if row.key else None)
+        planned.deferred.clear()
+        tables, quarantine = planned.builder.finish(summaries)
     return StepOutput(tables, quarantine, summaries, task_version)
+
+
+@dataclass
+class _Planned:
+    """The step after rendering and the ledger lookup."""
+
+    builder: TableBuilder
+    #: Rows whose answer is not known yet (sent, repaired or quarantined later), by position.
+    deferred: list[tuple[int, PlannedRow]]
+    #: Settled ledger answers that failed validation (to repair), by key.
+    resolved: dict[str, Resolution]
+    #: Requests whose bodies are still needed: the misses (to send) and the failed answers.
+    requests: dict[str, ChatRequest]
+    #: The partition each request belongs to (the first that asks it).
+    partition_of: dict[str, str | None]
+
+
+def _plan_and_look_up(
+    task: LLMTask,
+    frames: Mapping[str | None, pd.DataFrame],
+    model: str,
+    window: int | None,
+    passthrough: tuple[str, ...],
+    fetcher: _Fetcher,
+    stamp: RunStamp,
+) -> _Planned:
+    """Renders the rows and answers what the ledger holds, ``CHUNK_ROWS`` rows at a time.
+
+    Only one chunk's request bodies and ledger entries are alive at once: a row the ledger
+    answers goes straight into its table, so a fully cached step costs about the size of its
+    table whatever the number of rows. A row repeating an earlier chunk's answered request
+    looks it up again rather than keeping every answer.
+    """
+    requests: dict[str, ChatRequest] = {}
+    planned = _Planned(
+        TableBuilder(task, frames, requests, stamp, passthrough), [], {}, requests, {}
+    )
+    partition_of = planned.partition_of
+    summaries = fetcher.summaries
+    with _gc_paused():
+        for chunk_rows, chunk_requests in plan_chunks(task, frames, model, window, passthrough):
+            fresh: dict[str, ChatRequest] = {}
+            again: list[str] = []
+            for row in chunk_rows:
+                summaries[row.partition].rows += 1
+                if row.key is None:
+                    continue
+                if row.key in partition_of:
+                    summaries[row.partition].duplicates_collapsed += 1
+                    if row.key not in fresh and row.key not in requests:
+                        again.append(row.key)
+                else:
+                    partition_of[row.key] = row.partition
+                    fresh[row.key] = chunk_requests[row.key]
+            del chunk_requests
+            hits = fetcher.lookup(fresh, partition_of)
+            hits.update(fetcher.reload(again))
+            for key, resolution in hits.items():
+                resolution.settle(parse_answer(resolution.body, task.output_schema), key)
+            for row in chunk_rows:
+                res = hits.get(row.key) if row.key else None
+                if row.key is None or (res is not None and res.answer is not None):
+                    planned.builder.add(row, res)
+                else:
+                    planned.deferred.append((planned.builder.reserve(row), row))
+            for key, request in fresh.items():
+                res = hits.get(key)
+                if res is None or res.answer is None:
+                    requests[key] = request
+                if res is not None and res.answer is None:
+                    planned.resolved[key] = res
+            del chunk_rows, fresh, hits
+    return planned
 
 
 def _repair(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -31,7 +32,7 @@ class RunStamp(NamedTuple):
     task_version: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Resolution:
     """The outcome of one unique request, after any repairs."""
 
@@ -55,13 +56,13 @@ class Resolution:
         """An answer the ledger already held."""
         return cls(
             entry.response,
-            entry.model,
+            sys.intern(entry.model),  # one string per model and run, not one per row
             entry.input_tokens,
             entry.output_tokens,
             entry.cost_usd,
             entry.latency_s,
             True,
-            entry.run_id,
+            sys.intern(entry.run_id),
             batch_id=entry.response.get(BATCH_ID_FIELD) if entry.response else None,
         )
 
@@ -89,6 +90,8 @@ class Resolution:
         if self.body is None:
             return
         self.answer, self.error_class, self.error = parsed
+        if self.answer is not None:
+            self.body = None  # only a failed answer's body is read again (to repair it)
 
     def followed_by(self, repair: Resolution) -> Resolution:
         """This resolution after a repair request: the repair's answer, summed costs."""
@@ -103,6 +106,129 @@ class Resolution:
         )
 
 
+class TableBuilder:
+    r"""Builds each partition's output and quarantine table row by row, in input order.
+
+    Tables are kept column by column (a list per column, not a dict per row), so a table of a
+    million rows costs about its values. A row whose answer is not known yet is `reserve`\ d
+    (its place kept) and `fill`\ ed later. ``requests`` gives the body of a failed row's
+    request, for the quarantine table; it is read when the row is added or filled.
+    """
+
+    def __init__(
+        self,
+        task: LLMTask,
+        partitions: Iterable[str | None],
+        requests: Mapping[str, ChatRequest],
+        stamp: RunStamp,
+        passthrough: tuple[str, ...],
+    ) -> None:
+        self.task, self.requests, self.stamp, self.passthrough = task, requests, stamp, passthrough
+        self.id_column = task.id_column or ROW_INDEX_COLUMN
+        self.fields = list(task.output_schema.model_fields)
+        self.names = [self.id_column, *passthrough, *self.fields, *PROVENANCE_COLUMNS]
+        self.columns: dict[str | None, list[list[Any]]] = {
+            p: [[] for _ in self.names] for p in partitions
+        }
+        self.bad: dict[str | None, list[tuple[int, dict[str, Any]]]] = {p: [] for p in self.columns}
+        self.now = datetime.now(UTC)
+
+    def add(self, row: PlannedRow, res: Resolution | None) -> None:
+        """Appends ``row`` answered by ``res`` (``None`` for a row failed before sending)."""
+        columns = self.columns[row.partition]
+        position = len(columns[0])
+        for column, value in zip(columns, self._values(row, res, position), strict=True):
+            column.append(value)
+
+    def reserve(self, row: PlannedRow) -> int:
+        """Keeps ``row``'s place; returns the position to `fill` later."""
+        columns = self.columns[row.partition]
+        position = len(columns[0])
+        for column in columns:
+            column.append(None)
+        return position
+
+    def fill(self, position: int, row: PlannedRow, res: Resolution | None) -> None:
+        """Sets the reserved ``row`` at ``position``, answered by ``res``."""
+        columns = self.columns[row.partition]
+        for column, value in zip(columns, self._values(row, res, position), strict=True):
+            column[position] = value
+
+    def _values(self, row: PlannedRow, res: Resolution | None, position: int) -> list[Any]:
+        run_id, task_version = self.stamp
+        error_class, error = row.pre_error or (None, None)
+        if res is not None:
+            error_class, error = res.error_class, res.error
+        answer = res.answer if res is not None else None
+        ok = answer is not None
+        error_name = None if ok else (error_class or "error")
+        request_hash = (res.final_key if res else None) or row.key
+        if not ok:
+            body = self.requests[row.key].body if row.key else row.pre_body
+            record = {
+                self.id_column: row.row_id,
+                "partition": row.partition,
+                "error_class": error_name,
+                "error": error,
+                "request": canonical_json(body) if body is not None else None,
+                "llm_request_hash": request_hash,
+                "repairs": res.repairs if res else 0,
+                "task_version": task_version,
+                "run_id": run_id,
+                "quarantined_at": self.now,
+            }
+            self.bad[row.partition].append((position, record))
+        return [
+            row.row_id,
+            *(row.extra.get(name) for name in self.passthrough),
+            *((answer.get(name) if answer else None) for name in self.fields),
+            STATUS_OK if ok else STATUS_FAILED,
+            None if ok else error,
+            error_name,
+            request_hash,
+            task_version,
+            res.model if res else None,
+            res.input_tokens if res else 0,
+            res.output_tokens if res else 0,
+            res.cost_usd if res else 0.0,
+            res.latency_s if res else 0.0,
+            res.cached if res else False,
+            res.repairs if res else 0,
+            res.paid_by_run_id if res else None,
+            res.batch_id if res else None,
+            run_id,
+        ]
+
+    def finish(
+        self, summaries: Mapping[str | None, StepSummary]
+    ) -> tuple[dict[str | None, pd.DataFrame], dict[str | None, pd.DataFrame]]:
+        """The output and quarantine tables of every partition; counts into ``summaries``.
+
+        The builder is emptied: each column list is freed as its table column is made.
+        """
+        tables: dict[str | None, pd.DataFrame] = {}
+        quarantine: dict[str | None, pd.DataFrame] = {}
+        for partition in list(self.columns):
+            columns = dict(zip(self.names, self.columns.pop(partition), strict=True))
+            summary = summaries[partition]
+            for status, error_class in zip(
+                columns["llm_status"], columns["llm_error_class"], strict=True
+            ):
+                if status == STATUS_OK:
+                    summary.ok += 1
+                else:
+                    summary.count_failure(error_class or "error")
+            summary.models.update(m for m in set(columns["llm_model"]) if m)
+            tables[partition] = _frame(columns, self.id_column, self.task, self.passthrough)
+            records = [record for _, record in sorted(self.bad.pop(partition), key=_first)]
+            quarantine[partition] = _quarantine_frame(records, self.id_column)
+        return tables, quarantine
+
+
+def _first(item: tuple[int, dict[str, Any]]) -> int:
+    return item[0]
+
+
 def build_outputs(
     task: LLMTask,
     frames: Mapping[str | None, pd.DataFrame],
@@ -114,75 +240,23 @@ def build_outputs(
     passthrough: tuple[str, ...],
 ) -> tuple[dict[str | None, pd.DataFrame], dict[str | None, pd.DataFrame]]:
     """Builds the output and quarantine tables of every partition; counts into ``summaries``."""
-    run_id, task_version = stamp
-    id_column = task.id_column or ROW_INDEX_COLUMN
-    fields = list(task.output_schema.model_fields)
-    out: dict[str | None, list[dict[str, Any]]] = {p: [] for p in frames}
-    bad: dict[str | None, list[dict[str, Any]]] = {p: [] for p in frames}
-    now = datetime.now(UTC)
+    builder = TableBuilder(task, frames, requests, stamp, passthrough)
     for row in rows:
-        res = resolved.get(row.key) if row.key else None
-        error_class, error = row.pre_error or (None, None)
-        if res is not None:
-            error_class, error = res.error_class, res.error
-        answer = res.answer if res is not None else None
-        record: dict[str, Any] = {id_column: row.row_id, **row.extra}
-        for name in fields:
-            record[name] = answer.get(name) if answer else None
-        record.update(
-            llm_status=STATUS_OK if answer is not None else STATUS_FAILED,
-            llm_error=None if answer is not None else error,
-            llm_error_class=None if answer is not None else (error_class or "error"),
-            llm_request_hash=(res.final_key if res else None) or row.key,
-            llm_task_version=task_version,
-            llm_model=res.model if res else None,
-            llm_input_tokens=res.input_tokens if res else 0,
-            llm_output_tokens=res.output_tokens if res else 0,
-            llm_cost_usd=res.cost_usd if res else 0.0,
-            llm_latency_s=res.latency_s if res else 0.0,
-            llm_cached=res.cached if res else False,
-            llm_repairs=res.repairs if res else 0,
-            llm_paid_by_run_id=res.paid_by_run_id if res else None,
-            llm_batch_id=res.batch_id if res else None,
-            llm_run_id=run_id,
-        )
-        out[row.partition].append(record)
-        summary = summaries[row.partition]
-        if answer is not None:
-            summary.ok += 1
-        else:
-            name = record["llm_error_class"]
-            summary.count_failure(name)
-            body = requests[row.key].body if row.key else row.pre_body
-            bad[row.partition].append(
-                {
-                    id_column: row.row_id,
-                    "partition": row.partition,
-                    "error_class": name,
-                    "error": record["llm_error"],
-                    "request": canonical_json(body) if body is not None else None,
-                    "llm_request_hash": record["llm_request_hash"],
-                    "repairs": record["llm_repairs"],
-                    "task_version": task_version,
-                    "run_id": run_id,
-                    "quarantined_at": now,
-                }
-            )
-        if record["llm_model"]:
-            summary.models.add(record["llm_model"])
-    tables = {p: _frame(recs, id_column, task, passthrough) for p, recs in out.items()}
-    quarantine = {p: _quarantine_frame(recs, id_column) for p, recs in bad.items()}
-    return tables, quarantine
+        builder.add(row, resolved.get(row.key) if row.key else None)
+    return builder.finish(summaries)
 
 
 def _frame(
-    records: list[dict[str, Any]], id_column: str, task: LLMTask, passthrough: tuple[str, ...]
+    columns: dict[str, list[Any]], id_column: str, task: LLMTask, passthrough: tuple[str, ...]
 ) -> pd.DataFrame:
     empty = empty_output_frame(id_column, task.output_schema, passthrough)
-    if not records:
+    if not columns[id_column]:
         return empty
-    df = pd.DataFrame.from_records(records, columns=list(empty.columns))
-    return df.astype(PROVENANCE_COLUMNS)
+    data: dict[str, pd.Series] = {}
+    for name in list(empty.columns):
+        # Each list is freed once its column exists; dtypes inferred as from_records would.
+        data[name] = pd.Series(columns.pop(name), dtype=PROVENANCE_COLUMNS.get(name))
+    return pd.DataFrame(data, copy=False)
 
 
 def _quarantine_frame(records: list[dict[str, Any]], id_column: str) -> pd.DataFrame:
