@@ -44,7 +44,7 @@ from llm_assets.simulator import SimulatorConfig, SimulatorProcess
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
 RPM = 1200
-ROWS = 600
+ROWS = 900
 LATENCY_MS = 300.0
 # The speed-up runs wait on the endpoint, not the CPU: the benchmark machine has 2 cores.
 SPEEDUP_ROWS = 256
