@@ -46,6 +46,10 @@ class ResponseLedger(dg.ConfigurableResource):
     back to the run, asset and partition that paid for it. SQLite suits one host (several
     processes may write at once); PostgreSQL suits a shared deployment.
 
+    Steps that miss the same request at once pay for it once: each claims its misses with
+    `claims` before sending (a lease of ``claim_lease_s`` seconds, renewed while it runs) and
+    waits for the answers to requests another step claimed.
+
     Outside Dagster execution (a CLI, a notebook) construct it directly and call `get_backend`.
 
     Examples:
