@@ -24,6 +24,7 @@ from llm_assets.resources.errors import (
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import LLMResource
 from llm_assets.resources.storage import ParquetIOManager
+from llm_assets.spend import llm_spend_asset
 from llm_assets.task import LLMTask
 from llm_assets.trace import RowTrace, format_trace, trace_row
 from llm_assets.versions import rematerialize_on_new_version, resolve_model_versions
@@ -47,6 +48,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/test_public_a
     "UserError",
     "format_trace",
     "llm_asset",
+    "llm_spend_asset",
     "rematerialize_on_new_version",
     "resolve_model_versions",
     "trace_row",

@@ -12,10 +12,24 @@ dynamic partition of an asset that reads it, and one run of whatever you target 
 ``batch_sensor`` notices finished OpenAI batches of ``llm_asset(..., mode="batch")`` assets,
 harvests them into the ledger and requests the run that assembles each partition (see
 ``llm_assets.sensors.batches``).
+
+``llm_failure_sensor`` reports a failed LLM asset run (asset, partition, error class, spend so
+far) to a callable, the log or a Slack webhook (see ``llm_assets.sensors.alerts``).
 """
 
+from llm_assets.sensors.alerts import LLMFailureAlert, SlackWebhook, llm_failure_sensor, log_alert
 from llm_assets.sensors.batches import batch_sensor
 from llm_assets.sensors.inbox import FILE_TAG, SHA256_TAG, InboxFeed
 from llm_assets.sensors.inbox_files import partition_key_for
 
-__all__ = ["FILE_TAG", "InboxFeed", "SHA256_TAG", "batch_sensor", "partition_key_for"]  # noqa: RUF022 - plain sorted
+__all__ = [
+    "FILE_TAG",
+    "SHA256_TAG",
+    "InboxFeed",
+    "LLMFailureAlert",
+    "SlackWebhook",
+    "batch_sensor",
+    "llm_failure_sensor",
+    "log_alert",
+    "partition_key_for",
+]
