@@ -9,6 +9,7 @@ hold the rest, each family with its own face.
 """
 
 from llm_assets.factory import LLMAssetConfig, llm_asset
+from llm_assets.planner import planned_asset, tool
 from llm_assets.provenance import PROVENANCE_COLUMNS
 from llm_assets.resources.errors import (
     AuthenticationFailed,
@@ -49,7 +50,9 @@ __all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/test_public_a
     "format_trace",
     "llm_asset",
     "llm_spend_asset",
+    "planned_asset",
     "rematerialize_on_new_version",
     "resolve_model_versions",
+    "tool",
     "trace_row",
 ]

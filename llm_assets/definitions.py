@@ -19,6 +19,7 @@ from llm_assets.example.pipeline import (
     nightly_enrichment_schedule,
     review_batches_sensor,
 )
+from llm_assets.example.research import RESEARCH_ASSETS
 from llm_assets.example.spend import ALERT_SENSORS, SPEND_ASSETS
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import LLMResource
@@ -94,7 +95,7 @@ def build_definitions(env: str | None = None) -> dg.Definitions:
         raise ValueError(f"LLM_ASSETS_ENV must be one of {sorted(RESOURCES_BY_ENV)}, not {env!r}")
     return resolve_model_versions(
         dg.Definitions(
-            assets=[*ASSETS, *INBOX_ASSETS, *SPEND_ASSETS],
+            assets=[*ASSETS, *INBOX_ASSETS, *RESEARCH_ASSETS, *SPEND_ASSETS],
             jobs=[nightly_enrichment_job],
             schedules=[nightly_enrichment_schedule],
             sensors=[*INBOX_SENSORS, review_batches_sensor, *ALERT_SENSORS],

@@ -38,7 +38,13 @@ class LLMAssetConfig(dg.Config):
     )
 
 
-def _key_of(upstream: dg.AssetsDefinition | dg.AssetKey | str) -> dg.AssetKey:
+def upstream_key_of(upstream: dg.AssetsDefinition | dg.AssetKey | str) -> dg.AssetKey:
+    """The asset key of an upstream given as an asset, a key or a ``/``-separated string.
+
+    Examples:
+        >>> upstream_key_of("shop/reviews").path
+        ['shop', 'reviews']
+    """
     if isinstance(upstream, dg.AssetsDefinition):
         if len(upstream.keys) == 1:
             return upstream.key
@@ -156,7 +162,7 @@ def llm_asset(
                 },
             )
     """
-    upstream_key = _key_of(upstream)
+    upstream_key = upstream_key_of(upstream)
     passthrough = tuple(passthrough_columns)
     if partitions_def is None and isinstance(upstream, dg.AssetsDefinition):
         partitions_def = upstream.partitions_def
@@ -231,7 +237,7 @@ def llm_asset(
             if context.has_partition_key_range or context.has_partition_key
             else [None]
         )
-        frames = _frames_by_partition(upstream, partition_keys)
+        frames = frames_by_partition(upstream, partition_keys)
         if prepare is not None:
             frames = {key: prepare(df, key) for key, df in frames.items()}
         llm = getattr(context.resources, llm_resource_key)
@@ -308,9 +314,15 @@ def _warn_if_version_misses_model(
         )
 
 
-def _frames_by_partition(
+def frames_by_partition(
     upstream: Any, partition_keys: list[str | None]
 ) -> dict[str | None, pd.DataFrame]:
+    """The upstream table of each partition a step runs, as the IO manager loaded them.
+
+    Examples:
+        >>> frames_by_partition(pd.DataFrame({"a": [1]}), ["2026-11-01"])["2026-11-01"].shape
+        (1, 1)
+    """
     if isinstance(upstream, Mapping):
         return {key: upstream[key] for key in partition_keys}
     if len(partition_keys) != 1:

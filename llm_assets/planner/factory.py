@@ -18,7 +18,7 @@ from typing import Any
 
 import dagster as dg
 
-from llm_assets.factory import Prepare, _key_of, output_column_schema
+from llm_assets.factory import Prepare, output_column_schema, upstream_key_of
 from llm_assets.planner.errors import ToolDefinitionError
 from llm_assets.planner.ops import (
     INTERMEDIATE_IO_KEY,
@@ -200,7 +200,7 @@ def planned_asset(
     for value, label in ((max_tool_calls, "max_tool_calls"), (calls_per_step, "calls_per_step")):
         if value < 1:
             raise ToolDefinitionError(f"{label} must be at least 1, got {value}")
-    upstream_key = _key_of(upstream)
+    upstream_key = upstream_key_of(upstream)
     if partitions_def is None and isinstance(upstream, dg.AssetsDefinition):
         partitions_def = upstream.partitions_def
     if backfill_policy is None and partitions_def is not None:

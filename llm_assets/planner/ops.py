@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from llm_assets.factory import Prepare, _frames_by_partition
+from llm_assets.factory import Prepare, frames_by_partition
 from llm_assets.planner.calls import CallContext, run_calls
 from llm_assets.planner.errors import PlanTooLargeError
 from llm_assets.planner.lineage import (
@@ -105,7 +105,7 @@ def build_plan_op(spec: PlannerSpec) -> dg.OpDefinition:
         tags={"kind": "llm-planner"},
     )
     def _plan(context: dg.OpExecutionContext, upstream: Any) -> Iterator[Any]:
-        frames = _frames_by_partition(upstream, _partition_keys(context))
+        frames = frames_by_partition(upstream, _partition_keys(context))
         if spec.prepare is not None:
             frames = {key: spec.prepare(df, key) for key, df in frames.items()}
         llm, ledger = _resources(context, spec)
