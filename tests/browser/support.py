@@ -212,7 +212,6 @@ def running_dagster_ui(
         mp.setenv("DAGSTER_PG_URL", postgres_url)  # the instance's dagster.yaml reads it
         instance = dg.DagsterInstance.from_config(str(home))
         stack.callback(instance.dispose)
-        materialize_upstream(instance, workdir / "data", upstream_partitions)
 
         port = _free_port()
         log_path = workdir / "dagster-dev.log"
@@ -228,6 +227,8 @@ def running_dagster_ui(
         supervisor = Supervisor(grace_s=10.0)
         stack.callback(supervisor.stop)
         process = supervisor.start(dev)
+        # While the UI starts, so that the two overlap.
+        materialize_upstream(instance, workdir / "data", upstream_partitions)
         ui = DagsterUI(port, home, workdir / "data", log_path, instance)
         ui.wait_until_loaded(process)
         ui.graphql(SET_NUX_SEEN)  # the one-time community dialog would cover the page
