@@ -29,12 +29,6 @@ FAILED_PARTITION = "2026-11-03"
 DEFAULT_WAIT_MS = 120_000
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "browser: drives the Dagster UI in headless Chromium (skips without one)"
-    )
-
-
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     """The Chromium executable; skips every browser test when there is none."""
