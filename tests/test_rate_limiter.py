@@ -173,7 +173,7 @@ def make_llm(base_url: str, api_key: str, **overrides: Any) -> LLMResource:
         "retry_backoff_s": 0.05,
         "retry_backoff_max_s": 1.0,
         "rate_limit_window_s": WINDOW_S,
-        "rate_limit_model": "window",  # the simulator's default mode (tests/test_pacing.py: buckets)
+        "rate_limit_model": "window",  # the simulator's default (buckets: tests/test_pacing.py)
     }
     settings.update(overrides)
     return RecordingLLM(**settings)
