@@ -5,8 +5,9 @@ This is a simulator, not a model. Its answers are deterministic placeholders (st
 the requested JSON schema. What it does reproduce faithfully is the API around the answers:
 response shapes, honest token ``usage`` (an estimate, see ``estimate_tokens``), context-window
 errors, API-key checks, per-key RPM/TPM limits (a sliding window, or OpenAI-style continuous
-buckets with ``limit_mode="bucket"``) with OpenAI's ``x-ratelimit-*`` and ``retry-after`` headers, latency, and injected faults. Point the real ``openai`` SDK at it
-with ``base_url=<simulator url>/v1``.
+buckets with ``limit_mode="bucket"``) with OpenAI's ``x-ratelimit-*`` and ``retry-after``
+headers, latency, and injected faults. Point the real ``openai`` SDK at it with
+``base_url=<simulator url>/v1``.
 
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models``; and the
 control plane ``GET /_simulator/stats``, ``POST /_simulator/config`` (JSON body of knobs),
