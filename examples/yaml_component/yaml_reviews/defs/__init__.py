@@ -1,0 +1,1 @@
+"""Definitions of the project: Python files and ``defs.yaml`` components, loaded by dg."""

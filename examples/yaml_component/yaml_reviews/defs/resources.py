@@ -24,8 +24,6 @@ def resources() -> dg.Definitions:
                 model=os.environ.get("LLM_ASSETS_MODEL", "sim-small"),
             ),
             "ledger": ResponseLedger(),
-            "io_manager": ParquetIOManager(
-                base_dir=os.environ.get("LLM_ASSETS_DATA_DIR", "data")
-            ),
+            "io_manager": ParquetIOManager(base_dir=os.environ.get("LLM_ASSETS_DATA_DIR", "data")),
         }
     )
