@@ -6,7 +6,14 @@ Two families, so a reader knows at once who has to act::
     ├── UserError                  the developer must fix code or configuration
     │   ├── MissingColumnsError    upstream lacks a column the prompt needs
     │   ├── BudgetExceededError    the spend estimate or actual spend is over the budget
-    │   └── LedgerConfigError      the ledger is misconfigured (also a LedgerError)
+    │   ├── LedgerConfigError      the ledger is misconfigured (also a LedgerError)
+    │   ├── ToolDefinitionError    a ``@tool`` or planner asset is defined wrong (planner)
+    │   ├── PlanTooLargeError      a plan's accepted calls exceed ``max_tool_calls`` (planner)
+    │   ├── ComponentConfigError   a ``defs.yaml`` of ``LLMAssetComponent`` cannot become an
+    │   │                          asset (components)
+    │   ├── SchemaError            an unusable ``output_schema`` (components)
+    │   └── UpstreamCycleError     a YAML asset's upstream leads back to itself (components)
+    ├── ToolFailedError            a planner tool failed after its retries (planner)
     ├── LedgerError                the response ledger failed (llm_assets.resources.ledger)
     │   └── LedgerUnavailableError its database cannot be reached
     └── ProviderError              the LLM endpoint refused the work (status, body, headers)
@@ -18,7 +25,9 @@ Two families, so a reader knows at once who has to act::
 
 A row that fails on its own (invalid schema output, truncation, a prompt over the context
 window) is not an exception: it is kept in the output table as ``failed`` with its reason.
-Every class pickles, because Dagster moves errors between processes.
+Every class pickles, because Dagster moves errors between processes. ``CeleryWorkerLost``
+(``llm_assets.celery_executor``) fails a step whose Celery worker stopped answering; it is not
+an ``LLMAssetsError`` because it fails the run, not the asset, so that run retries apply.
 """
 
 from __future__ import annotations

@@ -7,11 +7,22 @@ import types
 import pytest
 
 import llm_assets
+import llm_assets.components
+import llm_assets.planner
 import llm_assets.resources
 import llm_assets.simulator
 
 
-@pytest.mark.parametrize("package", [llm_assets, llm_assets.resources, llm_assets.simulator])
+@pytest.mark.parametrize(
+    "package",
+    [
+        llm_assets,
+        llm_assets.components,
+        llm_assets.planner,
+        llm_assets.resources,
+        llm_assets.simulator,
+    ],
+)
 def test_all_is_exactly_the_public_names(package: types.ModuleType) -> None:
     public = {
         name
