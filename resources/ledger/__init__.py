@@ -2,8 +2,9 @@
 
 ``ResponseLedger`` is the resource; ``LedgerEntry`` one paid response; ``LedgerWriter`` records
 responses as they arrive; ``RequestClaims`` leases the requests a step is paying for, so racing
-steps pay once; the SQLite and PostgreSQL backends implement ``LedgerBackend`` on a
-``SQLiteDatabase`` or ``PostgresDatabase``, which the batch stores share.
+steps pay once; ``spend_rollup`` sums spend by day, asset and model; the SQLite and
+PostgreSQL backends implement ``LedgerBackend`` on a ``SQLiteDatabase`` or
+``PostgresDatabase``, which the batch stores share.
 """
 
 from llm_assets.resources.ledger.claims import RequestClaims, claim_owner
@@ -18,6 +19,7 @@ from llm_assets.resources.ledger.core import (
 from llm_assets.resources.ledger.database import PostgresDatabase, SQLiteDatabase
 from llm_assets.resources.ledger.postgres import PostgresLedgerBackend
 from llm_assets.resources.ledger.resource import ResponseLedger
+from llm_assets.resources.ledger.rollup import SpendRow, spend_rollup
 from llm_assets.resources.ledger.sqlite import SQLiteLedgerBackend
 from llm_assets.resources.ledger.writer import LedgerWriter
 
@@ -35,5 +37,7 @@ __all__ = [
     "ResponseLedger",
     "SQLiteDatabase",
     "SQLiteLedgerBackend",
+    "SpendRow",
     "claim_owner",
+    "spend_rollup",
 ]
