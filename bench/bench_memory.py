@@ -29,32 +29,16 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
-from pydantic import BaseModel
 
-from llm_assets import LLMTask, llm_asset
+from bench.bench_ledger import PARTS, TASK
+from llm_assets import llm_asset
 from llm_assets.planning import plan_rows
 from llm_assets.resources.ledger import LedgerEntry, ResponseLedger
 from llm_assets.resources.llm import LLMResource
 from llm_assets.resources.storage import ParquetIOManager
 
-PARTS = dg.StaticPartitionsDefinition(["day"])
 FILL_CHUNK = 50_000
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class Tag(BaseModel):
-    label: str
-    score: int
-
-
-TASK = LLMTask(
-    name="tags",
-    system_prompt="Tag the ticket.",
-    user_prompt="Ticket {ticket_id}: {text}",
-    output_schema=Tag,
-    id_column="ticket_id",
-    model="sim-small",
-)
 
 
 def tickets_frame(rows: int, start: int = 0) -> pd.DataFrame:
