@@ -22,11 +22,11 @@ from llm_assets.sensors.batches import batch_sensor
 from llm_assets.sensors.inbox import FILE_TAG, SHA256_TAG, InboxFeed
 from llm_assets.sensors.inbox_files import partition_key_for
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted order
     "FILE_TAG",
-    "SHA256_TAG",
     "InboxFeed",
     "LLMFailureAlert",
+    "SHA256_TAG",
     "SlackWebhook",
     "batch_sensor",
     "llm_failure_sensor",
