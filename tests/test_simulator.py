@@ -437,6 +437,26 @@ def test_stats_counters(sim: SimulatorServer, client: openai.OpenAI) -> None:
     assert sim.stats()["requests_total"] == 0
 
 
+@pytest.mark.timeout(60)
+def test_a_request_answered_after_a_reset_counts_before_it(
+    sim: SimulatorServer, client: openai.OpenAI
+) -> None:
+    # A request another test left waiting must not show up in the next test's counters.
+    sim.configure(latency_ms=1500)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        straggler = pool.submit(chat, client, "left waiting")
+        deadline = time.monotonic() + 30
+        while sim.stats()["chat_requests"] == 0:
+            assert time.monotonic() < deadline, "the request never reached the simulator"
+            time.sleep(0.01)
+        sim.reset()
+        sim.configure(latency_ms=0)
+        chat(client, "after the reset")
+        assert straggler.result(timeout=30).choices[0].message.content
+    stats = sim.stats()
+    assert stats["chat_completions"] == 1 and stats["requests_total"] == 1
+    assert stats["status_counts"] == {"200": 1}
+
 def test_configure_validates_knobs(sim: SimulatorServer) -> None:
     assert sim.configure(latency_ms=5)["latency_ms"] == 5
     with pytest.raises(ValueError, match="rpm"):

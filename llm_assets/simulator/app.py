@@ -80,12 +80,13 @@ class SimulatorApp:
         state = {"drop": False}
         scope[SCOPE_KEY] = state
         counted = scope["path"].startswith("/v1/")
+        stats = self.stats  # a request counts where it began, even across a reset
         if counted:
-            self.stats.requests_total += 1
+            stats.requests_total += 1
 
         async def counting_send(message: Any) -> None:
             if counted and message["type"] == "http.response.start":
-                self.stats.status_counts[str(message["status"])] += 1
+                stats.status_counts[str(message["status"])] += 1
             await send(message)
 
         await self._router(scope, receive, counting_send)
@@ -96,7 +97,8 @@ class SimulatorApp:
 
     async def chat_completions(self, request: Request) -> Response:
         """``POST /v1/chat/completions``."""
-        self.stats.chat_requests += 1
+        stats = self.stats  # see __call__
+        stats.chat_requests += 1
         key, auth_failure = self._authenticate(request)
         if auth_failure is not None:
             return auth_failure
@@ -107,8 +109,8 @@ class SimulatorApp:
         except REFUSED as exc:
             return self._refuse(400, refusal(exc), key, now)
         body_hash = parsing.digest(body)
-        if body_hash in self.stats.answered:
-            self.stats.duplicate_requests += 1
+        if body_hash in stats.answered:
+            stats.duplicate_requests += 1
         self.models_seen.setdefault(call.model)
         context_window = self.config.context_window_for(call.model)
         if self.config.insufficient_quota:
@@ -128,15 +130,16 @@ class SimulatorApp:
             error = errors.context_length_exceeded(context_window, context_window + 1, 0)
             return json_response(error, 400, admitted)
         reply, completion_tokens = call.reply(admitted["x-request-id"], fault)
-        self.stats.chat_completions += 1
-        self.stats.prompt_tokens += call.prompt_tokens
-        self.stats.completion_tokens += completion_tokens
-        self.stats.answered.add(body_hash)
+        stats.chat_completions += 1
+        stats.prompt_tokens += call.prompt_tokens
+        stats.completion_tokens += completion_tokens
+        stats.answered.add(body_hash)
         return json_response(reply, headers=admitted)
 
     async def embeddings(self, request: Request) -> Response:
         """``POST /v1/embeddings``."""
-        self.stats.embedding_requests += 1
+        stats = self.stats  # see __call__
+        stats.embedding_requests += 1
         key, auth_failure = self._authenticate(request)
         if auth_failure is not None:
             return auth_failure
@@ -164,8 +167,8 @@ class SimulatorApp:
             vector = embed(text, model, dimensions)
             encoded: Any = to_base64(vector) if as_base64 else vector
             data.append({"object": "embedding", "index": index, "embedding": encoded})
-        self.stats.embeddings += 1
-        self.stats.prompt_tokens += prompt_tokens
+        stats.embeddings += 1
+        stats.prompt_tokens += prompt_tokens
         usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
         return json_response(
             {"object": "list", "data": data, "model": model, "usage": usage}, headers=admitted
@@ -215,8 +218,12 @@ class SimulatorApp:
         return json_response(self.config.public_dump())
 
     async def reset(self, request: Request) -> Response:
-        """``POST /_simulator/reset``: zero counters and rate windows, keep the config."""
-        self.stats.reset()
+        """``POST /_simulator/reset``: zero counters and rate windows, keep the config.
+
+        Requests still being answered keep counting in the counters they began with, so a
+        request left waiting by an earlier test never shows up in the next one's figures.
+        """
+        self.stats = SimulatorStats()
         self.limiter.reset()
         self.buckets.reset()
         self.batches.reset_counters()
