@@ -29,8 +29,13 @@ from llm_assets.versions import resolve_model_versions
 SIMULATOR_URL = "http://127.0.0.1:8765/v1"
 
 
-def _data_dir() -> str:
-    return os.environ.get("LLM_ASSETS_DATA_DIR", "data")
+def _tables() -> ParquetIOManager:
+    """Parquet under ``LLM_ASSETS_DATA_DIR`` (a folder or s3://, gs://, file:// URI)."""
+    return ParquetIOManager(
+        base_dir=os.environ.get("LLM_ASSETS_DATA_DIR", "data"),
+        # The AWS SDKs' own variable for an S3-compatible server (MinIO, Ceph, R2).
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None,
+    )
 
 
 def local_resources() -> dict[str, Any]:
@@ -52,7 +57,7 @@ def local_resources() -> dict[str, Any]:
                 "LLM_ASSETS_LEDGER_PATH", os.path.join(home, "ledger.sqlite")
             ),
         ),
-        "io_manager": ParquetIOManager(base_dir=_data_dir()),
+        "io_manager": _tables(),
     }
 
 
@@ -69,7 +74,7 @@ def prod_resources() -> dict[str, Any]:
             rate_limit_postgres_url=dg.EnvVar("DAGSTER_PG_URL"),
         ),
         "ledger": ResponseLedger(backend="postgres", postgres_url=dg.EnvVar("DAGSTER_PG_URL")),
-        "io_manager": ParquetIOManager(base_dir=_data_dir()),
+        "io_manager": _tables(),
     }
 
 

@@ -213,20 +213,20 @@ def trace_row(
             f"trace reads asset '{asset}' through a ParquetIOManager, but its IO manager "
             f"'{io_manager_key}' is {type(io_manager).__name__}"
         )
-    path = io_manager.path_for(key, partition_key)
-    if not path.exists():
+    uri = io_manager.uri_for(key, partition_key)
+    df = io_manager.find_table(key, partition_key)
+    if df is None:
         known = f"; {_materialized(instance, key)}" if partition is not None else ""
         raise KeyError(
-            f"no output for asset '{asset}' partition '{partition}' at {path} (is the IO "
+            f"no output for asset '{asset}' partition '{partition}' at {uri} (is the IO "
             f"manager's base_dir the one the run wrote to?){known}"
         )
-    df = pd.read_parquet(path)
     id_column = _id_column(df, assets_def, key)
     row = _find_row(df, id_column, row_id)
     if row is None:
         ids = df[id_column].astype(str).tolist() if id_column in df.columns else []
         raise KeyError(
-            f"no row with {id_column}={row_id!r} in {path}; {id_column} values: {_listing(ids)}"
+            f"no row with {id_column}={row_id!r} in {uri}; {id_column} values: {_listing(ids)}"
         )
 
     entry = None
@@ -274,9 +274,9 @@ def trace_row(
             run_id=event.run_id if event else None,
             materialized_at=datetime.fromtimestamp(event.timestamp).isoformat() if event else None,
         )
-        parent_path = io_manager.path_for(parent, partition_key)
-        if parent_path.exists():
-            upstream.input_row = _find_row(pd.read_parquet(parent_path), id_column, row_id)
+        parent_table = io_manager.find_table(parent, partition_key)
+        if parent_table is not None:
+            upstream.input_row = _find_row(parent_table, id_column, row_id)
         trace.upstream.append(upstream)
     return trace
 

@@ -19,6 +19,7 @@ from llm_assets.resources.errors import UserError
 from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.resources.storage.names import escape_path_component
 from llm_assets.simulator import SimulatorServer
+from llm_assets.trace import trace_row
 from tests.conftest import make_resources
 from tests.s3_support import (
     S3_KEY_ID,
@@ -408,3 +409,13 @@ def test_example_pipeline_backfill_in_one_run_on_s3(
     uris = _uris(instance, "review_insights", result.run_id)
     assert uris == {day: f"{root}/review_insights/{day}.parquet" for day in days}
     assert not (tmp_path / "data").exists()  # nothing fell back to local disk
+
+    # trace reads the row and its input row from the bucket.
+    defs = dg.Definitions(assets=ASSETS, resources=resources)
+    row_id = f"{days[1]}-0003"
+    trace = trace_row(defs, instance, "review_insights", row_id, days[1])
+    assert trace.materialized_by_run_id == result.run_id and trace.prompt is not None
+    assert trace.upstream[0].input_row is not None
+    assert trace.upstream[0].input_row["review_id"] == row_id
+    with pytest.raises(KeyError, match=f"{root}/review_insights/2026-11-03.parquet"):
+        trace_row(defs, instance, "review_insights", row_id, "2026-11-03")
