@@ -67,48 +67,64 @@ def tickets() -> pd.DataFrame:
 tags = llm_asset(TASK, upstream=tickets)
 
 
-def _fill(ledger: ResponseLedger) -> list[str]:
-    _, requests = plan_rows(TASK, {"day": _tickets()}, "sim-small", None)
+def answer(i: int) -> dict[str, Any]:
+    """The ``i``-th schema-valid chat completion body the ledger is filled with."""
+    content = json.dumps({"label": f"label {i % 7}", "score": i % 5})
+    return {
+        "model": "sim-small",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": content},
+            }
+        ],
+        "usage": {"prompt_tokens": 60, "completion_tokens": 12, "total_tokens": 72},
+    }
+
+
+def fill_ledger(
+    ledger: ResponseLedger, frame: pd.DataFrame, first: int = 0, chunk: int = 5_000
+) -> list[str]:
+    """Put one schema-valid answer per request that ``TASK`` renders from ``frame``.
+
+    Args:
+        ledger: The ledger to fill.
+        frame: Ticket rows (``ticket_id``, ``text``) of partition ``day``.
+        first: Number of the first row's answer (see ``answer``).
+        chunk: Entries per ``put_many`` call.
+
+    Returns:
+        The requests' ledger keys, in row order.
+    """
+    _, requests = plan_rows(TASK, {"day": frame}, "sim-small", None)
     now = datetime.now(UTC)
-    entries = []
-    for i, (key, request) in enumerate(requests.items()):
-        content = json.dumps({"label": f"label {i % 7}", "score": i % 5})
-        body = {
-            "model": "sim-small",
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "stop",
-                    "message": {"role": "assistant", "content": content},
-                }
-            ],
-            "usage": {"prompt_tokens": 60, "completion_tokens": 12, "total_tokens": 72},
-        }
-        entries.append(
-            LedgerEntry(
-                key=key,
-                response=body,
-                request=request.body,
-                model="sim-small",
-                input_tokens=60,
-                output_tokens=12,
-                cost_usd=1.6e-5,
-                latency_s=0.3,
-                created_at=now,
-                run_id="bench",
-                asset_key="tags",
-                partition_key="day",
-                task_version=TASK.version,
-            )
+    entries = [
+        LedgerEntry(
+            key=key,
+            response=answer(first + i),
+            request=request.body,
+            model="sim-small",
+            input_tokens=60,
+            output_tokens=12,
+            cost_usd=1.6e-5,
+            latency_s=0.3,
+            created_at=now,
+            run_id="bench",
+            asset_key="tags",
+            partition_key="day",
+            task_version=TASK.version,
         )
+        for i, (key, request) in enumerate(requests.items())
+    ]
     backend = ledger.get_backend()
-    for start in range(0, len(entries), 5_000):
-        backend.put_many(entries[start : start + 5_000])
+    for start in range(0, len(entries), chunk):
+        backend.put_many(entries[start : start + chunk])
     return list(requests)
 
 
 def _measure(ledger: ResponseLedger, name: str, workdir: Path) -> dict[str, float]:
-    keys = _fill(ledger)
+    keys = fill_ledger(ledger, _tickets())
     backend = ledger.get_backend()
     started = time.perf_counter()
     found = backend.get_many(keys)

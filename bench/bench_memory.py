@@ -23,17 +23,15 @@ import sys
 import tempfile
 import time
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from bench.bench_ledger import PARTS, TASK
+from bench.bench_ledger import PARTS, TASK, fill_ledger
 from llm_assets import llm_asset
-from llm_assets.planning import plan_rows
-from llm_assets.resources.ledger import LedgerEntry, ResponseLedger
+from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import LLMResource
 from llm_assets.resources.storage import ParquetIOManager
 
@@ -71,46 +69,10 @@ def _resources(workdir: Path, base_url: str) -> dict[str, Any]:
     }
 
 
-def _answer(i: int) -> dict[str, Any]:
-    content = json.dumps({"label": f"label {i % 7}", "score": i % 5})
-    return {
-        "model": "sim-small",
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "stop",
-                "message": {"role": "assistant", "content": content},
-            }
-        ],
-        "usage": {"prompt_tokens": 60, "completion_tokens": 12, "total_tokens": 72},
-    }
-
-
 def _fill(ledger: ResponseLedger, rows: int) -> None:
-    backend = ledger.get_backend()
-    now = datetime.now(UTC)
     for start in range(0, rows, FILL_CHUNK):
         frame = tickets_frame(min(FILL_CHUNK, rows - start), start)
-        _, requests = plan_rows(TASK, {"day": frame}, "sim-small", None)
-        entries = [
-            LedgerEntry(
-                key=key,
-                response=_answer(start + i),
-                request=request.body,
-                model="sim-small",
-                input_tokens=60,
-                output_tokens=12,
-                cost_usd=1.6e-5,
-                latency_s=0.3,
-                created_at=now,
-                run_id="bench",
-                asset_key="tags",
-                partition_key="day",
-                task_version=TASK.version,
-            )
-            for i, (key, request) in enumerate(requests.items())
-        ]
-        backend.put_many(entries)
+        fill_ledger(ledger, frame, first=start, chunk=FILL_CHUNK)
 
 
 def _prepare(workdir: Path, rows: int, fill: bool) -> None:
