@@ -28,7 +28,8 @@ import openai
 
 from bench import rate_limit_bucket
 from bench.curator_compare import CuratorInstall, run_curator
-from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource, estimate_prompt_tokens
+from bench.rate_limit_bucket import MAX_TOKENS, make_requests
+from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource
 from llm_assets.simulator import SimulatorConfig, SimulatorProcess
 
 WINDOW_S = 5.0
@@ -38,20 +39,8 @@ TPM_BINDING = 36_000  # for the token run: ~600 requests' worth, with room for 3
 WINDOWS = 6
 LATENCY_MS = 200.0
 JITTER = 0.5
-MAX_TOKENS = 50
 OUR_CONCURRENCY = 128
 NAIVE_CONCURRENCY = 64
-
-
-def make_requests(count: int, tag: str) -> list[ChatRequest]:
-    """``count`` distinct chat requests of a few dozen tokens each."""
-    requests = []
-    for i in range(count):
-        text = f"{tag} review {i}: " + "battery life is great but the screen " * (1 + i % 4)
-        messages = [{"role": "user", "content": text}]
-        body = {"model": "sim-small", "messages": messages, "max_tokens": MAX_TOKENS}
-        requests.append(ChatRequest(f"{tag}-{i}", body, estimate_prompt_tokens(messages)))
-    return requests
 
 
 def charged_tokens(request: ChatRequest) -> int:
