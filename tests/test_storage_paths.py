@@ -103,33 +103,58 @@ def test_static_keys_each_materialized_then_each_loads_its_own_rows(
     assert (base / "regions" / "2026-11-02.parquet").is_file()  # safe keys keep their name
 
 
-@pytest.mark.timeout(300)
-def test_single_run_backfill_of_dynamic_keys_writes_and_reads_one_file_each(
-    tmp_path: Path, sqlite_instance: dg.DagsterInstance
-) -> None:
-    @dg.asset(partitions_def=DYNAMIC, backfill_policy=dg.BackfillPolicy.single_run())
+def backfill_uploads(
+    io_manager: dg.ConfigurableIOManager,
+    instance: dg.DagsterInstance,
+    partitions: dg.DynamicPartitionsDefinition,
+    keys: list[str],
+) -> dg.ExecuteInProcessResult:
+    """Adds ``keys`` to ``partitions`` and materializes all of them in one single-run backfill.
+
+    Two assets take part: ``uploads`` (one row per key) and ``upload_sizes``, which reads every
+    partition of ``uploads`` at once, checks it got exactly ``keys`` back, and adds ``size``.
+
+    Args:
+        io_manager: The IO manager both assets use.
+        instance: The Dagster instance to run on.
+        partitions: The dynamic partitions the two assets are partitioned by.
+        keys: The partition keys, first and last naming the backfill's range.
+
+    Returns:
+        The run's result, already checked to be a success.
+    """
+
+    @dg.asset(partitions_def=partitions, backfill_policy=dg.BackfillPolicy.single_run())
     def uploads(context: dg.AssetExecutionContext) -> dict[str, pd.DataFrame]:
         return {key: pd.DataFrame({"key": [key]}) for key in context.partition_keys}
 
-    @dg.asset(partitions_def=DYNAMIC, backfill_policy=dg.BackfillPolicy.single_run())
+    @dg.asset(partitions_def=partitions, backfill_policy=dg.BackfillPolicy.single_run())
     def upload_sizes(
         context: dg.AssetExecutionContext, uploads: Mapping[str, pd.DataFrame]
     ) -> dict[str, pd.DataFrame]:
-        assert set(uploads) == set(context.partition_keys) == set(KEYS)
+        assert set(uploads) == set(context.partition_keys) == set(keys)
         for key, table in uploads.items():
             assert table["key"].tolist() == [key]
         return {key: table.assign(size=len(key)) for key, table in uploads.items()}
 
-    base = tmp_path / "data"
-    io_manager = ParquetIOManager(base_dir=str(base))
-    sqlite_instance.add_dynamic_partitions(DYNAMIC_NAME, KEYS)
+    instance.add_dynamic_partitions(partitions.name or "", keys)
     result = dg.materialize(
         [uploads, upload_sizes],
         resources={"io_manager": io_manager},
-        instance=sqlite_instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: KEYS[0], ASSET_PARTITION_RANGE_END_TAG: KEYS[-1]},
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
     )
     assert result.success
+    return result
+
+
+@pytest.mark.timeout(300)
+def test_single_run_backfill_of_dynamic_keys_writes_and_reads_one_file_each(
+    tmp_path: Path, sqlite_instance: dg.DagsterInstance
+) -> None:
+    base = tmp_path / "data"
+    io_manager = ParquetIOManager(base_dir=str(base))
+    backfill_uploads(io_manager, sqlite_instance, DYNAMIC, KEYS)
     assert len(sqlite_instance.get_runs()) == 1
 
     _assert_one_file_per_key_inside(base, 2 * len(KEYS))

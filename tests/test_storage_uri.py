@@ -1,7 +1,7 @@
 """Tables in object storage: the same IO manager on a real S3 API (moto) and on ``file://``."""
 
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from tests.s3_support import (
     s3_bucket,
     s3_io_manager,
 )
+from tests.test_storage_paths import backfill_uploads
 
 __all__ = ["moto_s3", "s3_bucket"]  # fixtures, used by name
 
@@ -144,27 +145,7 @@ def test_round_trip_keeps_the_table_and_records_its_uri(
 def test_single_run_backfill_writes_and_reads_one_file_per_partition(
     store: Store, instance: dg.DagsterInstance
 ) -> None:
-    @dg.asset(partitions_def=DYNAMIC, backfill_policy=dg.BackfillPolicy.single_run())
-    def uploads(context: dg.AssetExecutionContext) -> dict[str, pd.DataFrame]:
-        return {key: pd.DataFrame({"key": [key]}) for key in context.partition_keys}
-
-    @dg.asset(partitions_def=DYNAMIC, backfill_policy=dg.BackfillPolicy.single_run())
-    def upload_sizes(
-        context: dg.AssetExecutionContext, uploads: Mapping[str, pd.DataFrame]
-    ) -> dict[str, pd.DataFrame]:
-        assert set(uploads) == set(context.partition_keys) == set(KEYS)
-        for key, table in uploads.items():
-            assert table["key"].tolist() == [key]
-        return {key: table.assign(size=len(key)) for key, table in uploads.items()}
-
-    instance.add_dynamic_partitions(DYNAMIC.name or "", KEYS)
-    result = dg.materialize(
-        [uploads, upload_sizes],
-        resources={"io_manager": store.io_manager},
-        instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: KEYS[0], ASSET_PARTITION_RANGE_END_TAG: KEYS[-1]},
-    )
-    assert result.success
+    result = backfill_uploads(store.io_manager, instance, DYNAMIC, KEYS)
 
     names = {key: f"{escape_path_component(key)}.parquet" for key in KEYS}
     expected = sorted(
