@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -19,27 +14,17 @@ import pytest
 from llm_assets.example.sample_reviews import generate_reviews
 from llm_assets.simulator import SimulatorServer
 from tests.conftest import REPO_ROOT
+from tests.webserver_support import (
+    LAUNCH,
+    WEBSERVER,
+    free_port,
+    graphql,
+    wait_for_run,
+    wait_until_serving,
+)
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
-WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
 PARTITION = "2026-11-02"
-
-LAUNCH = """
-mutation Launch($executionParams: ExecutionParams!) {
-  launchPipelineExecution(executionParams: $executionParams) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message stack }
-    ... on InvalidSubsetError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}
-"""
-RUN_STATUS = """
-query Status($runId: ID!) {
-  runOrError(runId: $runId) { __typename ... on Run { status } }
-}
-"""
 
 
 def _env(tmp_path: Path, simulator: SimulatorServer) -> dict[str, str]:
@@ -75,27 +60,9 @@ def test_definitions_validate_passes_on_workspace(
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _graphql(port: int, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        payload = json.loads(response.read())
-    assert "errors" not in payload, payload
-    return payload["data"]
-
-
 @pytest.fixture
 def webserver(tmp_path: Path, simulator: SimulatorServer) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "webserver.log").open("w")
     proc = subprocess.Popen(
         [WEBSERVER, "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
@@ -105,16 +72,7 @@ def webserver(tmp_path: Path, simulator: SimulatorServer) -> Iterator[int]:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "webserver.log").read_text()
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("webserver did not start: " + (tmp_path / "webserver.log").read_text())
+        wait_until_serving(proc, port, tmp_path / "webserver.log", timeout_s=120)
         yield port
     finally:
         proc.terminate()
@@ -140,17 +98,11 @@ def test_materialize_through_webserver_graphql(
         "mode": "default",
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": PARTITION}]},
     }
-    launched = _graphql(webserver, LAUNCH, {"executionParams": params})["launchPipelineExecution"]
+    launched = graphql(webserver, LAUNCH, {"executionParams": params})["launchPipelineExecution"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
 
-    status = None
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        status = _graphql(webserver, RUN_STATUS, {"runId": run_id})["runOrError"]["status"]
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            break
-        time.sleep(1)
+    status = wait_for_run(webserver, run_id, timeout_s=180, poll_s=1)
     assert status == "SUCCESS"
     insights = pd.read_parquet(tmp_path / "data" / "review_insights" / f"{PARTITION}.parquet")
     assert len(insights) == len(generate_reviews(PARTITION))

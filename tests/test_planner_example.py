@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,14 @@ from llm_assets.simulator import SimulatorServer
 from llm_assets.trace import format_trace, trace_row
 from tests import planner_support as support
 from tests.conftest import REPO_ROOT, make_resources
-from tests.test_cli_and_webserver import LAUNCH, RUN_STATUS, WEBSERVER, _free_port, _graphql
+from tests.webserver_support import (
+    LAUNCH,
+    WEBSERVER,
+    free_port,
+    graphql,
+    wait_for_run,
+    wait_until_serving,
+)
 
 DAY = "2026-11-02"
 
@@ -76,7 +81,7 @@ def planner_webserver(tmp_path: Path, simulator: SimulatorServer) -> Iterator[in
     env = dict(os.environ)
     env.update(support.env(tmp_path, simulator.base_url, PLANNER_TEST_TOOLS="lookup_product"))
     env["DAGSTER_HOME"] = str(home)
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "webserver.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
@@ -87,24 +92,11 @@ def planner_webserver(tmp_path: Path, simulator: SimulatorServer) -> Iterator[in
             stderr=subprocess.STDOUT,
         )
         try:
-            _wait_until_serving(proc, port, log_path)
+            wait_until_serving(proc, port, log_path, timeout_s=180)
             yield port
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-
-
-def _wait_until_serving(proc: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-    url = f"http://127.0.0.1:{port}/server_info"
-    for _ in range(360):
-        if proc.poll() is not None:
-            pytest.fail(f"webserver exited with {proc.returncode}: {log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail("webserver did not start: " + log_path.read_text())
 
 
 @pytest.mark.slow
@@ -122,18 +114,12 @@ def test_planner_asset_launched_through_webserver_graphql(
         "mode": "default",
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": support.PARTITION}]},
     }
-    launched = _graphql(planner_webserver, LAUNCH, {"executionParams": params})[
+    launched = graphql(planner_webserver, LAUNCH, {"executionParams": params})[
         "launchPipelineExecution"
     ]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
-    status = None
-    deadline = time.monotonic() + GRAPHQL_TIMEOUT_S
-    while time.monotonic() < deadline:
-        status = _graphql(planner_webserver, RUN_STATUS, {"runId": run_id})["runOrError"]["status"]
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            break
-        time.sleep(2)
+    status = wait_for_run(planner_webserver, run_id, timeout_s=GRAPHQL_TIMEOUT_S, poll_s=2)
     assert status == "SUCCESS"
     table = pd.read_parquet(tmp_path / "data" / support.ASSET / f"{support.PARTITION}.parquet")
     assert (table["llm_run_id"] == run_id).all()

@@ -27,7 +27,7 @@ from llm_assets.example.pipeline import raw_reviews
 from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.ui import Child, Supervisor
 from tests.conftest import REPO_ROOT
-from tests.test_cli_and_webserver import LAUNCH, _free_port, _graphql
+from tests.webserver_support import LAUNCH, free_port, graphql
 
 CHROMIUM_ENV = "LLM_ASSETS_CHROMIUM"
 ARTIFACTS_ENV = "LLM_ASSETS_TEST_ARTIFACTS"
@@ -108,7 +108,7 @@ class DagsterUI:
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """One request to the webserver's GraphQL API (what the UI itself sends)."""
-        return _graphql(self.port, query, variables or {})
+        return graphql(self.port, query, variables or {})
 
     def launch(self, asset: str, partition: str, run_config: dict[str, Any]) -> str:
         """Queues a run of ``asset`` for ``partition`` as the launchpad does; returns its id."""
@@ -213,7 +213,7 @@ def running_dagster_ui(
         instance = dg.DagsterInstance.from_config(str(home))
         stack.callback(instance.dispose)
 
-        port = _free_port()
+        port = free_port()
         log_path = workdir / "dagster-dev.log"
         log = stack.enter_context(log_path.open("wb"))
         dev_command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)]
