@@ -32,7 +32,7 @@ from llm_assets.provenance import BATCH_ID_FIELD, answer_content, parse_answer
 from llm_assets.resources.errors import BudgetExceededError
 from llm_assets.resources.ledger import LedgerEntry, ResponseLedger, claim_owner
 from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource, cost_usd
-from llm_assets.summary import StepSummary
+from llm_assets.summary import StepSummary, money
 from llm_assets.tables import Resolution, RunStamp, TableBuilder
 from llm_assets.task import LLMTask
 
@@ -209,8 +209,8 @@ class _Fetcher:
             budget = self.max_cost_usd or 0.0
             raise BudgetExceededError(
                 f"asset '{self.step.asset_key}' stopped sending after spending "
-                f"${self.spent:.4f} of its ${budget:.4f} budget (estimate for the step: "
-                f"${self.estimated_usd:.4f}); {len(misses) - len(results)} "
+                f"{money(self.spent)} of its {money(budget)} budget (estimate for the step: "
+                f"{money(self.estimated_usd)}); {len(misses) - len(results)} "
                 "requests were not sent. Everything paid for is in the ledger: raise "
                 "max_cost_usd and re-materialize to pay only for the rest",
                 spent_usd=self.spent,
@@ -305,10 +305,11 @@ def run_task(
     if max_cost_usd is not None and estimated > max_cost_usd:
         raise BudgetExceededError(
             f"asset '{step.asset_key}' would send {len(unknown)} requests estimated at "
-            f"${estimated:.4f} (prompt estimate + "
+            f"{money(estimated)} (prompt estimate + "
             f"{task.output_tokens_for_estimates} output tokens each), over its budget of "
-            f"${max_cost_usd:.4f}; spent $0.0000. Raise max_cost_usd, lower max_output_tokens "
-            "or set expected_output_tokens on the task, or materialize fewer partitions at once",
+            f"{money(max_cost_usd)}; spent {money(0.0)}. Raise max_cost_usd, lower "
+            "max_output_tokens or set expected_output_tokens on the task, or materialize fewer "
+            "partitions at once",
             spent_usd=0.0,
             estimated_usd=estimated,
             budget_usd=max_cost_usd,

@@ -115,8 +115,8 @@ def test_budget_too_small_fails_before_any_request(
     assert not result.success
     message = _failure(result)
     assert "BudgetExceededError" in message
-    assert "estimated at $" in message and "budget of $0.0000" in message
-    assert "spent $0.0000" in message
+    assert "estimated at $" in message and "budget of $0.000001;" in message
+    assert "spent $0. Raise" in message
     assert simulator.stats()["requests_total"] == 0
 
 
