@@ -226,6 +226,17 @@ def test_public_face_exports_exactly_its_public_names() -> None:
     import llm_assets.planner as planner
 
     public = {name for name in vars(planner) if not name.startswith("_")}
-    modules = {"calls", "effects", "errors", "factory", "lineage", "ops", "plan", "rows", "tools"}
+    modules = {
+        "calls",
+        "effects",
+        "errors",
+        "factory",
+        "lineage",
+        "ops",
+        "plan",
+        "rows",
+        "task",
+        "tools",
+    }
     assert set(planner.__all__) == public - modules
     assert planner.__all__ == sorted(planner.__all__, key=str)

@@ -6,12 +6,7 @@ planner proposes calls to an allowlist of tools, validated (``Plan``, ``ToolCall
 """
 
 from llm_assets.planner.errors import PlanTooLargeError, ToolDefinitionError, ToolFailedError
-from llm_assets.planner.factory import (
-    DEFAULT_TOOL_RETRY,
-    PLANNER_SYSTEM_PROMPT,
-    planned_asset,
-    planner_task,
-)
+from llm_assets.planner.factory import DEFAULT_TOOL_RETRY, planned_asset
 from llm_assets.planner.plan import CheckedCall, Plan, RowPlan, ToolCall
 from llm_assets.planner.rows import (
     PLANNER_HASH_COLUMN,
@@ -19,6 +14,7 @@ from llm_assets.planner.rows import (
     TOOL_RESULTS_COLUMN,
     ToolOutcome,
 )
+from llm_assets.planner.task import PLANNER_SYSTEM_PROMPT, planner_task
 from llm_assets.planner.tools import Tool, allowlist, registered_tool, tool
 
 __all__ = [  # noqa: RUF022 - plain sorted order
