@@ -9,11 +9,11 @@ decision: an isolated failure is retried as soon as the rate limiter allows, aft
 jittered pause; only overload (most recent attempts failing, ``retry-after``, 429s) backs off,
 and then new rows wait too.
 
-One dispatcher hands rows out: it takes the next row (a retry whose pause is over comes before
-a new row), waits for the rate limiter's turn, then for a free slot among ``concurrency``
-requests in flight, and starts the attempt. A row waiting for the limiter or for its retry
-holds neither a slot nor an HTTP connection, and only one row at a time waits for the limiter,
-so a retry is never queued behind reservations made for rows that have not gone yet.
+``concurrency`` senders share the rows: a sender whose answer is in takes the next row (a
+retry whose pause is over comes before a new row), waits for the rate limiter's turn, and
+sends it on the connection that answer just freed. Only one sender at a time waits for the
+limiter, so a retry is never queued behind reservations made for rows that have not gone yet;
+a row waiting for its retry holds neither a sender nor an HTTP connection.
 
 A dead or failing endpoint stops the step with one ``EndpointUnreachable`` naming the endpoint
 and the root cause, instead of failing every row after every retry. The circuit breaker
@@ -34,6 +34,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import openai
+
+try:  # the HTTP library under the SDK: httpx2 from openai 3, httpx before
+    from httpx2 import Response as HTTPResponse
+except ImportError:  # pragma: no cover - older openai releases
+    from httpx import Response as HTTPResponse  # type: ignore[assignment,no-redef]
 
 from llm_assets.resources.errors import ProviderError
 from llm_assets.resources.llm.breaker import CircuitBreaker, SystemicFailure, systemic_failure
@@ -64,8 +69,7 @@ class ChatEngine:
     Args:
         client: An ``openai.AsyncOpenAI`` with ``max_retries=0``.
         base_url: The endpoint, for error messages.
-        concurrency: Requests in flight at once (rows waiting for the rate limiter or for a
-            retry do not count).
+        concurrency: Requests in flight at once (rows waiting for a retry do not count).
         max_retries: Retries of a transient failure (429s have their own, larger cap).
         backoff_s: First backoff under overload; doubles each retry.
         backoff_max_s: Backoff cap.
@@ -124,7 +128,7 @@ class ChatEngine:
         """Sends every request and calls ``on_result`` once per request as it completes.
 
         Args:
-            requests: The requests; handed out one at a time by the dispatcher.
+            requests: The requests; taken one at a time as senders free up.
             on_result: Called in the event loop thread for each finished request.
             should_stop: Checked before each new request; when it returns True no new request
                 starts (requests in flight finish and are reported).
@@ -147,7 +151,7 @@ class ChatEngine:
         fresh = iter(pending)
         ready: deque[_Row] = deque()  # retries whose pause is over
         wake = asyncio.Event()
-        in_flight = asyncio.Semaphore(self._concurrency)
+        turn = asyncio.Lock()  # one row at a time waits for the rate limiter
         unfinished = 0  # rows taken and not yet reported
 
         def finish(result: ChatResult) -> None:
@@ -157,48 +161,53 @@ class ChatEngine:
             on_result(result)
             wake.set()
 
-        async def attempt(row: _Row) -> None:
-            try:
-                outcome = await self._attempt(row)
-            finally:
-                in_flight.release()
-            if isinstance(outcome, ChatResult):
-                finish(outcome)
-            elif await breaker.unless_open(asyncio.sleep(outcome)):
+        async def retry_later(row: _Row, pause_s: float) -> None:
+            if await breaker.unless_open(asyncio.sleep(pause_s)):
                 ready.append(row)
                 wake.set()
             else:
                 finish(self._not_retried(row.request, row.attempts))
 
-        async def dispatch(group: asyncio.TaskGroup) -> None:
+        async def next_row() -> _Row | None:
+            """The next row to send, once the limiter allows it; None when all are done."""
             nonlocal unfinished
-            while True:
-                row = ready.popleft() if ready else None
-                stopping = breaker.is_open or (should_stop is not None and should_stop())
-                if row is None and not stopping:
-                    request = next(fresh, None)
-                    if request is not None:
-                        unfinished += 1
-                        est = request.est_prompt_tokens + request.max_output_tokens
-                        row = _Row(request, est)
-                if row is None:
-                    if unfinished == 0:
-                        return
-                    wake.clear()
-                    await wake.wait()
-                    continue
-                if not await breaker.unless_open(self._turn(row)):
+            async with turn:
+                while True:
+                    row = ready.popleft() if ready else None
+                    stopping = breaker.is_open or (should_stop is not None and should_stop())
+                    if row is None and not stopping:
+                        request = next(fresh, None)
+                        if request is not None:
+                            unfinished += 1
+                            est = request.est_prompt_tokens + request.max_output_tokens
+                            row = _Row(request, est)
+                    if row is None:
+                        if unfinished == 0:
+                            return None
+                        wake.clear()
+                        await wake.wait()
+                        continue
+                    if await breaker.unless_open(self._turn(row)):
+                        return row
                     finish(self._not_retried(row.request, row.attempts))
-                    continue
-                await in_flight.acquire()
-                group.create_task(attempt(row))
+
+        async def sender(group: asyncio.TaskGroup) -> None:
+            # One of ``concurrency`` senders: each sends its next row as soon as its last
+            # answer is in, on the connection that answer just freed.
+            while (row := await next_row()) is not None:
+                outcome = await self._attempt(row)
+                if isinstance(outcome, ChatResult):
+                    finish(outcome)
+                else:
+                    group.create_task(retry_later(row, outcome))
 
         reporter = None
         if progress is not None:
             reporter = asyncio.create_task(self._report(progress, progress_interval_s))
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(dispatch(group))
+                for _ in range(min(self._concurrency, len(pending))):
+                    group.create_task(sender(group))
         except* ProviderError as failures:
             raise failures.exceptions[0] from None
         finally:
@@ -255,7 +264,11 @@ class ChatEngine:
         attempts = row.attempts
         started = time.monotonic()
         try:
-            raw = await self._client.chat.completions.with_raw_response.create(**request.body)
+            # ``post`` sends the body as built (``create`` would walk it again to transform
+            # typed parameters we never use): about a fifth of the SDK's time per request.
+            raw = await self._client.post(
+                "/chat/completions", body=request.body, cast_to=HTTPResponse
+            )
         except openai.APIStatusError as exc:
             headers = dict(exc.response.headers)
             self._limiter.observe(headers, used_tokens=est_tokens, est_tokens=est_tokens)
