@@ -291,6 +291,35 @@ class TestSQLiteStore(RateLimitStoreContract):
         store.close()
 
 
+def _open_at_once(path: Path, openers: int) -> list[BaseException]:
+    """Opens the store on ``path`` from ``openers`` threads released together."""
+    start = threading.Barrier(openers)
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            SQLiteRateLimitStore(path).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(openers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+@pytest.mark.timeout(120)
+def test_steps_opening_a_new_sqlite_store_at_once_all_get_it(tmp_path: Path) -> None:
+    # The steps of a run start together and open the same new file: switching it to WAL can
+    # fail at once with "database is locked" for all but one of them, whatever the timeout.
+    for trial in range(60):
+        errors = _open_at_once(tmp_path / f"limits-{trial}.sqlite", openers=8)
+        assert not errors, f"trial {trial}: {errors[0]!r}"
+
+
 @pytest.mark.postgres
 class TestPostgresStore(RateLimitStoreContract):
     @pytest.fixture

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.webserver_support import free_port
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 
@@ -95,12 +95,6 @@ def _kill_leftovers(procs: set[Proc]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _answers(url: str) -> bool:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -131,7 +125,7 @@ def _location_loaded(port: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sigterm_to_ui_stops_every_process_it_started(tmp_path: Path) -> None:
-    port, simulator_port = _free_port(), _free_port()
+    port, simulator_port = free_port(), free_port()
     env = dict(os.environ)
     env.update(
         DAGSTER_HOME=str(tmp_path / "home"),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ import psycopg2.extensions
 
 from llm_assets.resources.ledger.core import ConnectionPool, LedgerUnavailableError
 from llm_assets.resources.settings import mask_url, postgres_dsn, scrub
+from llm_assets.resources.sqlite import switch_to_wal
 
 T = TypeVar("T")
 
@@ -232,16 +232,7 @@ class SQLiteDatabase:
     def create_schema(self, statements: Sequence[str]) -> None:
         """Switch the file to WAL mode, then run ``statements`` in one write transaction."""
         with self._pool.connection() as conn:
-            deadline = time.monotonic() + self._busy_timeout_s
-            # Switching to WAL needs a moment alone with the file; another process creating the
-            # same database can make it fail fast with "database is locked" despite the timeout.
-            while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                try:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                except sqlite3.OperationalError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+            switch_to_wal(conn, timeout_s=self._busy_timeout_s)
             with self._transaction(conn):
                 for statement in statements:
                     conn.execute(statement)

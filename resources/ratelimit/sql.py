@@ -26,6 +26,7 @@ from llm_assets.resources.ratelimit.store import (
     RateLimitStore,
     Reservation,
 )
+from llm_assets.resources.sqlite import switch_to_wal
 
 T = TypeVar("T")
 
@@ -200,7 +201,7 @@ class SQLiteRateLimitStore(SQLRateLimitStore):
             self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
         self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        self._conn.execute("PRAGMA journal_mode = WAL")
+        switch_to_wal(self._conn, timeout_s=busy_timeout_s)
         # WAL with synchronous=NORMAL does not fsync each commit; a lost bucket is harmless.
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute(
