@@ -26,6 +26,7 @@ def canonical_json(value: Any) -> str:
 
 
 _ROLE_CONTENT = frozenset({"role", "content"})
+_SDK_CALL_OPTIONS = frozenset({"extra_body", "extra_headers", "extra_query", "timeout"})
 
 
 def canonical_messages(messages: list[dict[str, Any]]) -> str:
@@ -144,7 +145,9 @@ class LLMTask(BaseModel):
         description="Request field for the cap; reasoning models need max_completion_tokens.",
     )
     params: dict[str, Any] = Field(
-        default_factory=dict, description="Other generation parameters (top_p, seed...)."
+        default_factory=dict,
+        description="Other request fields, sent as top-level JSON: top_p, seed, or a server's "
+        "own such as vLLM's top_k.",
     )
     columns: dict[str, str] = Field(
         default_factory=dict, description="Template variable -> upstream column name."
@@ -161,6 +164,19 @@ class LLMTask(BaseModel):
             "model its answer and the validation error."
         ),
     )
+
+    @field_validator("params")
+    @classmethod
+    def _params_are_body_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        options = sorted(_SDK_CALL_OPTIONS & value.keys())
+        if options:
+            raise ValueError(
+                f"params {options} are options of the openai SDK's create() call, not request "
+                "fields: params go into the request body as they are. Put a server's own "
+                "fields directly in params (params={'top_k': 20}, not "
+                "params={'extra_body': {'top_k': 20}}); set the timeout on LLMResource.timeout_s"
+            )
+        return value
 
     @field_validator("output_schema")
     @classmethod

@@ -233,6 +233,16 @@ def test_insufficient_quota_fails_step_with_billing_message(
     assert simulator.stats()["chat_requests"] <= 4
 
 
+def test_params_are_sent_as_body_fields_and_sdk_call_options_are_refused() -> None:
+    body = make_task(params={"top_k": 20, "seed": 3}).request_body([], "m")
+    assert body["top_k"] == 20 and body["seed"] == 3
+    with pytest.raises(ValueError, match=r"\['extra_body'\] are options of the openai SDK") as err:
+        make_task(params={"extra_body": {"top_k": 20}})
+    assert "params={'top_k': 20}" in str(err.value)
+    with pytest.raises(ValueError, match=r"LLMResource\.timeout_s"):
+        make_task(params={"timeout": 5})
+
+
 def test_offline_guard_refuses_remote_endpoint() -> None:
     llm = LLMResource(base_url="https://api.openai.com/v1", api_key="sk-x")
     with pytest.raises(UserError, match="LLM_ASSETS_OFFLINE"):

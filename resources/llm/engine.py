@@ -34,11 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import openai
-
-try:  # the HTTP library under the SDK: httpx2 from openai 3, httpx before
-    from httpx2 import Response as HTTPResponse
-except ImportError:  # pragma: no cover - older openai releases
-    from httpx import Response as HTTPResponse  # type: ignore[assignment,no-redef]
+from httpx2 import Response as HTTPResponse  # the HTTP library under openai 3
 
 from llm_assets.resources.errors import ProviderError
 from llm_assets.resources.llm.breaker import CircuitBreaker, SystemicFailure, systemic_failure

@@ -107,8 +107,9 @@ class LLMResource(dg.ConfigurableResource):
     )
     max_concurrency: int = Field(
         default=16,
-        description="HTTP requests in flight per step; rows waiting for the rate limiter or "
-        "for a retry do not count.",
+        description="Senders per step: at most this many HTTP requests in flight (one sender "
+        "at a time may be waiting for the rate limiter instead); rows waiting for a retry do "
+        "not count.",
     )
     timeout_s: float = Field(default=60.0, description="Timeout of one HTTP attempt, seconds.")
     max_retries: int = Field(

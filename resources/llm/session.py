@@ -66,10 +66,9 @@ class ClientSession:
             timeout=self.settings.timeout_s,
             max_retries=0,
         )
-        # The SDK imports its chat resources, and the HTTP pool anyio's asyncio backend, on
-        # first use: up to a second or two on a busy host. Do it while the session opens, not
-        # in the first request of a step, where it delays learning the rate limit.
-        _ = client.chat.completions.with_raw_response
+        # The HTTP pool imports anyio's asyncio backend on first use: up to a second or two
+        # on a busy host. Do it while the session opens, not in the first request of a step,
+        # where it delays learning the rate limit.
         with contextlib.suppress(ImportError):
             import anyio
 

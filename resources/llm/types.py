@@ -12,7 +12,7 @@ class ChatRequest:
 
     Attributes:
         key: sha256 of the canonical request body; the ledger and dedup key.
-        body: The request body as the SDK's ``chat.completions.create`` takes it.
+        body: The JSON body of ``POST /chat/completions``, sent as it is.
         est_prompt_tokens: The local estimate of the prompt tokens.
     """
 
