@@ -26,6 +26,7 @@ flight finish and are reported (a success is still recorded), and ``run()`` rais
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -148,6 +149,7 @@ class ChatEngine:
         ready: deque[_Row] = deque()  # retries whose pause is over
         wake = asyncio.Event()
         turn = asyncio.Lock()  # one row at a time waits for the rate limiter
+        held: deque[_Row] = deque()  # a new row taken while an overload hold was on
         unfinished = 0  # rows taken and not yet reported
 
         def finish(result: ChatResult) -> None:
@@ -169,9 +171,14 @@ class ChatEngine:
             nonlocal unfinished
             async with turn:
                 while True:
-                    row = ready.popleft() if ready else None
                     stopping = breaker.is_open or (should_stop is not None and should_stop())
-                    if row is None and not stopping:
+                    if stopping and held:  # taken during a hold, never sent: as if never taken
+                        unfinished -= len(held)
+                        held.clear()
+                    row = ready.popleft() if ready else None
+                    if row is None and held and not stopping:
+                        row = held.popleft()
+                    elif row is None and not stopping:
                         request = next(fresh, None)
                         if request is not None:
                             unfinished += 1
@@ -183,7 +190,15 @@ class ChatEngine:
                         wake.clear()
                         await wake.wait()
                         continue
-                    if await breaker.unless_open(self._turn(row)):
+                    hold = self._retries.hold_until - time.monotonic()
+                    if hold > 0 and row.attempts == 0:
+                        # Overload: no new row starts before the hold ends, but a retry whose
+                        # pause is over still goes; the first to succeed shows the endpoint back.
+                        held.append(row)
+                        wake.clear()
+                        await breaker.unless_open(_wait(wake, hold))
+                        continue
+                    if await breaker.unless_open(self._limiter.acquire(row.est_tokens)):
                         return row
                     finish(self._not_retried(row.request, row.attempts))
 
@@ -214,17 +229,6 @@ class ChatEngine:
         if breaker.is_open or breaker.gave_up_on_everything(self.stats.done):
             raise breaker.error(self._base_url, paid=self.stats.ok, secret=self._client.api_key)
         return self.stats
-
-    async def _turn(self, row: _Row) -> None:
-        """Waits for the rate limiter's turn; a new row first waits out an overload hold.
-
-        Retries are not held: each already waited its own backoff, and the first of them to
-        succeed is what shows that the endpoint is back.
-        """
-        hold = self._retries.hold_until - time.monotonic()
-        if hold > 0 and row.attempts == 0:
-            await asyncio.sleep(hold)
-        await self._limiter.acquire(row.est_tokens)
 
     def _new_breaker(self) -> CircuitBreaker:
         # How long one request may keep retrying: its backoffs before jitter shortens them.
@@ -366,3 +370,9 @@ class ChatEngine:
             error=(f"not retried after {attempts} attempts" if attempts else "not sent")
             + f": the circuit breaker opened (last failure: {self._breaker.last_failure})",
         )
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    """Waits until ``event`` is set or ``timeout_s`` has passed, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout_s)
