@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +16,7 @@ from pydantic import BaseModel
 
 from llm_assets import LLMTask, llm_asset
 from llm_assets.resources.errors import AuthenticationFailed, MissingColumnsError, UserError
+from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import LLMResource
 from llm_assets.simulator import SimulatorServer
 from tests.conftest import TEST_API_KEY, make_resources
@@ -231,6 +234,35 @@ def test_insufficient_quota_fails_step_with_billing_message(
     message = _step_error(result)
     assert "QuotaExhausted" in message and "credit" in message
     assert simulator.stats()["chat_requests"] <= 4
+
+
+@pytest.mark.timeout(180)
+def test_quota_running_out_mid_step_keeps_every_answer_already_paid(
+    sqlite_instance: dg.DagsterInstance, simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    # Requests admitted before the quota ran out are answered (and paid) after their latency:
+    # the step must wait for them and record them, not cancel them on the first quota error.
+    simulator.configure(latency_ms=600)
+    resources = make_resources(simulator, tmp_path, max_concurrency=8)
+    source = source_asset([{"id": i, "text": f"row {i}"} for i in range(200)])
+    asset = llm_asset(make_task(), upstream=source)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        run = pool.submit(_run, [source, asset], resources, sqlite_instance)
+        deadline = time.monotonic() + 120
+        while simulator.stats()["chat_completions"] < 16:
+            assert time.monotonic() < deadline and not run.done(), "the step never got going"
+            time.sleep(0.02)
+        simulator.configure(insufficient_quota=True)
+        result = run.result(timeout=120)
+    assert not result.success
+    assert "QuotaExhausted" in _step_error(result)
+    paid = simulator.stats()["chat_completions"]
+    ledger = ResponseLedger(backend="sqlite", sqlite_path=str(tmp_path / "ledger.sqlite"))
+    assert ledger.get_backend().count() == paid
+
+    simulator.configure(insufficient_quota=False, latency_ms=0)
+    assert _run([source, asset], resources, sqlite_instance).success
+    assert simulator.stats()["chat_completions"] == 200  # the rest, and nothing twice
 
 
 def test_params_are_sent_as_body_fields_and_sdk_call_options_are_refused() -> None:

@@ -3,11 +3,12 @@
 The SDK's own retries are off (``max_retries=0``) so that exactly one layer decides what is
 retried, how long to wait and what counts against the rate limit. Transient failures (408,
 409, 429, 5xx, connection errors, timeouts) are retried; permanent failures end the row (400,
-422) or the whole step (401, 403, 404, ``insufficient_quota``) at once, so a bad key never
-becomes a retry storm; ``failures`` sorts them. How long a retry waits is ``retries``'s
-decision: an isolated failure is retried as soon as the rate limiter allows, after a short
-jittered pause; only overload (most recent attempts failing, ``retry-after``, 429s) backs off,
-and then new rows wait too.
+422) or the whole step (401, 403, 404, ``insufficient_quota``): nothing new is sent, requests
+in flight finish and are reported (an answer already paid is never dropped), then ``run()``
+raises, so a bad key never becomes a retry storm; ``failures`` sorts them. How long a retry
+waits is ``retries``'s decision: an isolated failure is retried as soon as the rate limiter
+allows, after a short jittered pause; only overload (most recent attempts failing,
+``retry-after``, 429s) backs off, and then new rows wait too.
 
 ``concurrency`` senders share the rows: a sender whose answer is in takes the next row (a
 retry whose pause is over comes before a new row), waits for the rate limiter's turn, and
@@ -137,7 +138,8 @@ class ChatEngine:
             The run's stats.
 
         Raises:
-            ProviderError: A failure that no retry can fix (bad key, no quota, unknown model).
+            ProviderError: A failure that no retry can fix (bad key, no quota, unknown model);
+                the requests in flight when it came were finished and reported first.
             EndpointUnreachable: The circuit breaker opened (a ``ProviderError`` too); every
                 success before it was reported through ``on_result``.
         """
@@ -151,6 +153,8 @@ class ChatEngine:
         turn = asyncio.Lock()  # one row at a time waits for the rate limiter
         held: deque[_Row] = deque()  # a new row taken while an overload hold was on
         unfinished = 0  # rows taken and not yet reported
+        fatal: list[ProviderError] = []  # a failure no retry can fix ends the step
+        sleeping: dict[asyncio.Task[None] | None, _Row] = {}  # retries waiting out their pause
 
         def finish(result: ChatResult) -> None:
             nonlocal unfinished
@@ -159,8 +163,28 @@ class ChatEngine:
             on_result(result)
             wake.set()
 
+        def give_up(failure: ProviderError) -> None:
+            """Ends the step: requests in flight finish and are reported, nothing new goes."""
+            nonlocal unfinished
+            unfinished -= 1  # the failed row: the error reports it
+            if not fatal:
+                fatal.append(failure)
+            unfinished -= len(sleeping)  # retries not sent: their rows end with the step
+            for task in sleeping:
+                if task is not None:
+                    task.cancel()
+            sleeping.clear()
+            wake.set()
+
         async def retry_later(row: _Row, pause_s: float) -> None:
-            if await breaker.unless_open(asyncio.sleep(pause_s)):
+            try:
+                retry = await breaker.unless_open(asyncio.sleep(pause_s))
+            except asyncio.CancelledError:
+                if fatal:
+                    return  # ``give_up`` ended this row
+                raise
+            del sleeping[asyncio.current_task()]
+            if retry:
                 ready.append(row)
                 wake.set()
             else:
@@ -171,10 +195,17 @@ class ChatEngine:
             nonlocal unfinished
             async with turn:
                 while True:
-                    stopping = breaker.is_open or (should_stop is not None and should_stop())
+                    stopping = (
+                        bool(fatal)
+                        or breaker.is_open
+                        or (should_stop is not None and should_stop())
+                    )
                     if stopping and held:  # taken during a hold, never sent: as if never taken
                         unfinished -= len(held)
                         held.clear()
+                    if fatal and ready:  # retries are not sent once the step is ending
+                        unfinished -= len(ready)
+                        ready.clear()
                     row = ready.popleft() if ready else None
                     if row is None and held and not stopping:
                         row = held.popleft()
@@ -198,19 +229,26 @@ class ChatEngine:
                         wake.clear()
                         await breaker.unless_open(_wait(wake, hold))
                         continue
-                    if await breaker.unless_open(self._limiter.acquire(row.est_tokens)):
+                    if not await breaker.unless_open(self._limiter.acquire(row.est_tokens)):
+                        finish(self._not_retried(row.request, row.attempts))
+                    elif fatal:  # the step ended while this row waited for its turn
+                        unfinished -= 1
+                    else:
                         return row
-                    finish(self._not_retried(row.request, row.attempts))
 
         async def sender(group: asyncio.TaskGroup) -> None:
             # One of ``concurrency`` senders: each sends its next row as soon as its last
             # answer is in, on the connection that answer just freed.
             while (row := await next_row()) is not None:
-                outcome = await self._attempt(row)
+                try:
+                    outcome = await self._attempt(row)
+                except ProviderError as failure:
+                    give_up(failure)
+                    return
                 if isinstance(outcome, ChatResult):
                     finish(outcome)
                 else:
-                    group.create_task(retry_later(row, outcome))
+                    sleeping[group.create_task(retry_later(row, outcome))] = row
 
         reporter = None
         if progress is not None:
@@ -226,6 +264,8 @@ class ChatEngine:
                 reporter.cancel()
         if progress is not None:
             progress(self.stats, self._concurrency)
+        if fatal:
+            raise fatal[0]
         if breaker.is_open or breaker.gave_up_on_everything(self.stats.done):
             raise breaker.error(self._base_url, paid=self.stats.ok, secret=self._client.api_key)
         return self.stats
