@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import time
 from collections import deque
@@ -41,7 +40,8 @@ from httpx2 import Response as HTTPResponse  # the HTTP library under openai 3
 from llm_assets.resources.errors import ProviderError
 from llm_assets.resources.llm.breaker import CircuitBreaker, SystemicFailure, systemic_failure
 from llm_assets.resources.llm.failures import classify_status, parse_retry_after
-from llm_assets.resources.llm.pricing import ModelPrice, cost_usd
+from llm_assets.resources.llm.pricing import ModelPrice
+from llm_assets.resources.llm.results import answered, not_retried, retries_exhausted
 from llm_assets.resources.llm.retries import RetryPolicy
 from llm_assets.resources.llm.types import ChatRequest, ChatResult, EngineStats
 from llm_assets.resources.ratelimit import RateLimiter, UnlimitedRateLimiter
@@ -159,7 +159,7 @@ class ChatEngine:
         def finish(result: ChatResult) -> None:
             nonlocal unfinished
             unfinished -= 1
-            self._account(result)
+            self.stats.count(result)
             on_result(result)
             wake.set()
 
@@ -282,21 +282,6 @@ class ChatEngine:
             await asyncio.sleep(interval_s)
             progress(self.stats, self._concurrency)
 
-    def _account(self, result: ChatResult) -> None:
-        stats = self.stats
-        stats.done += 1
-        stats.attempts += result.attempts
-        stats.retries += max(0, result.attempts - 1)
-        stats.input_tokens += result.input_tokens
-        stats.output_tokens += result.output_tokens
-        stats.cost_usd += result.cost_usd
-        if result.ok:
-            stats.ok += 1
-        else:
-            stats.failed += 1
-            name = result.error_class or "error"
-            stats.error_classes[name] = stats.error_classes.get(name, 0) + 1
-
     async def _attempt(self, row: _Row) -> ChatResult | float:
         """Sends one attempt; returns the row's result, or how long to wait before a retry."""
         request, est_tokens = row.request, row.est_tokens
@@ -339,8 +324,14 @@ class ChatEngine:
             return self._retries.after_failure(row.transient_failures, None)
         self._breaker.record_success()
         self._retries.record(ok=True)
-        latency = time.monotonic() - started
-        return self._success(request, raw.headers, raw.content, latency, attempts)
+        result = answered(request, raw.content, time.monotonic() - started, attempts, self._prices)
+        if result.ok:
+            self._limiter.observe(
+                raw.headers,
+                used_tokens=result.input_tokens + result.output_tokens,
+                est_tokens=est_tokens,
+            )
+        return result
 
     def _record(self, exc: openai.APIError) -> SystemicFailure | None:
         failure = systemic_failure(exc)
@@ -348,68 +339,15 @@ class ChatEngine:
             self._breaker.record_failure(failure)
         return failure
 
-    def _success(
-        self,
-        request: ChatRequest,
-        headers: Mapping[str, str],
-        content: bytes,
-        latency: float,
-        attempts: int,
-    ) -> ChatResult:
-        try:
-            body = json.loads(content)
-        except ValueError as exc:
-            return ChatResult(
-                key=request.key,
-                ok=False,
-                attempts=attempts,
-                latency_s=latency,
-                error_class="malformed_response",
-                error=f"the endpoint answered 200 with a body that is not JSON: {exc}",
-            )
-        usage = body.get("usage") or {}
-        input_tokens = int(usage.get("prompt_tokens") or 0)
-        output_tokens = int(usage.get("completion_tokens") or 0)
-        model = str(body.get("model") or request.body.get("model") or "")
-        self._limiter.observe(
-            headers,
-            used_tokens=input_tokens + output_tokens,
-            est_tokens=request.est_prompt_tokens + request.max_output_tokens,
-        )
-        return ChatResult(
-            key=request.key,
-            ok=True,
-            body=body,
-            model=model,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost_usd=cost_usd(model, input_tokens, output_tokens, self._prices),
-            latency_s=latency,
-            attempts=attempts,
-        )
-
     def _exhausted(
         self, request: ChatRequest, attempts: int, last: str, systemic: SystemicFailure | None
     ) -> ChatResult:
         if systemic is not None:
             self._breaker.record_exhausted(systemic)
-        return ChatResult(
-            key=request.key,
-            ok=False,
-            attempts=attempts,
-            error_class="retries_exhausted",
-            error=f"gave up after {attempts} attempts (last failure: {last})",
-        )
+        return retries_exhausted(request, attempts, last)
 
     def _not_retried(self, request: ChatRequest, attempts: int) -> ChatResult:
-        return ChatResult(
-            key=request.key,
-            ok=False,
-            attempts=attempts,
-            error_class="endpoint_unreachable",
-            error=(f"not retried after {attempts} attempts" if attempts else "not sent")
-            + f": the circuit breaker opened (last failure: {self._breaker.last_failure})",
-        )
+        return not_retried(request, attempts, self._breaker.last_failure)
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:

@@ -74,3 +74,18 @@ class EngineStats:
     cost_usd: float = 0.0
     started_at: float = 0.0
     error_classes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, result: ChatResult) -> None:
+        """Adds one finished request to the totals."""
+        self.done += 1
+        self.attempts += result.attempts
+        self.retries += max(0, result.attempts - 1)
+        self.input_tokens += result.input_tokens
+        self.output_tokens += result.output_tokens
+        self.cost_usd += result.cost_usd
+        if result.ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+            name = result.error_class or "error"
+            self.error_classes[name] = self.error_classes.get(name, 0) + 1

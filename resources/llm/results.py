@@ -1,0 +1,80 @@
+"""The ``ChatResult`` of a request: an answer read from its body, or the reason it failed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from llm_assets.resources.llm.pricing import ModelPrice, cost_usd
+from llm_assets.resources.llm.types import ChatRequest, ChatResult
+
+
+def answered(
+    request: ChatRequest,
+    content: bytes,
+    latency_s: float,
+    attempts: int,
+    prices: Mapping[str, ModelPrice],
+) -> ChatResult:
+    """The result of a 200 answer: its body, the model and usage it reports, and their cost.
+
+    A body that is not JSON makes a failed result (``malformed_response``) that says so.
+
+    Examples:
+        >>> request = ChatRequest("k", {"model": "m", "messages": []}, 3)
+        >>> body = b'{"model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 2}}'
+        >>> result = answered(request, body, 0.2, 1, {})
+        >>> result.ok, result.input_tokens, result.output_tokens
+        (True, 3, 2)
+        >>> answered(request, b"<html>", 0.2, 1, {}).error_class
+        'malformed_response'
+    """
+    try:
+        body = json.loads(content)
+    except ValueError as exc:
+        return ChatResult(
+            key=request.key,
+            ok=False,
+            attempts=attempts,
+            latency_s=latency_s,
+            error_class="malformed_response",
+            error=f"the endpoint answered 200 with a body that is not JSON: {exc}",
+        )
+    usage = body.get("usage") or {}
+    input_tokens = int(usage.get("prompt_tokens") or 0)
+    output_tokens = int(usage.get("completion_tokens") or 0)
+    model = str(body.get("model") or request.body.get("model") or "")
+    return ChatResult(
+        key=request.key,
+        ok=True,
+        body=body,
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=cost_usd(model, input_tokens, output_tokens, prices),
+        latency_s=latency_s,
+        attempts=attempts,
+    )
+
+
+def retries_exhausted(request: ChatRequest, attempts: int, last: str) -> ChatResult:
+    """The result of a request whose retries are used up; ``last`` names the last failure."""
+    return ChatResult(
+        key=request.key,
+        ok=False,
+        attempts=attempts,
+        error_class="retries_exhausted",
+        error=f"gave up after {attempts} attempts (last failure: {last})",
+    )
+
+
+def not_retried(request: ChatRequest, attempts: int, last_failure: object) -> ChatResult:
+    """The result of a request left unsent (or not retried) once the circuit breaker opened."""
+    return ChatResult(
+        key=request.key,
+        ok=False,
+        attempts=attempts,
+        error_class="endpoint_unreachable",
+        error=(f"not retried after {attempts} attempts" if attempts else "not sent")
+        + f": the circuit breaker opened (last failure: {last_failure})",
+    )
