@@ -151,10 +151,10 @@ class ChatEngine:
         ready: deque[_Row] = deque()  # retries whose pause is over
         wake = asyncio.Event()
         turn = asyncio.Lock()  # one row at a time waits for the rate limiter
-        held: deque[_Row] = deque()  # a new row taken while an overload hold was on
+        held: _Row | None = None  # a new row taken while an overload hold was on
         unfinished = 0  # rows taken and not yet reported
         fatal: list[ProviderError] = []  # a failure no retry can fix ends the step
-        sleeping: dict[asyncio.Task[None] | None, _Row] = {}  # retries waiting out their pause
+        sleeping: set[asyncio.Task[None] | None] = set()  # retries waiting out their pause
 
         def finish(result: ChatResult) -> None:
             nonlocal unfinished
@@ -183,7 +183,7 @@ class ChatEngine:
                 if fatal:
                     return  # ``give_up`` ended this row
                 raise
-            del sleeping[asyncio.current_task()]
+            sleeping.remove(asyncio.current_task())
             if retry:
                 ready.append(row)
                 wake.set()
@@ -192,7 +192,7 @@ class ChatEngine:
 
         async def next_row() -> _Row | None:
             """The next row to send, once the limiter allows it; None when all are done."""
-            nonlocal unfinished
+            nonlocal unfinished, held
             async with turn:
                 while True:
                     stopping = (
@@ -201,14 +201,14 @@ class ChatEngine:
                         or (should_stop is not None and should_stop())
                     )
                     if stopping and held:  # taken during a hold, never sent: as if never taken
-                        unfinished -= len(held)
-                        held.clear()
+                        unfinished -= 1
+                        held = None
                     if fatal and ready:  # retries are not sent once the step is ending
                         unfinished -= len(ready)
                         ready.clear()
                     row = ready.popleft() if ready else None
                     if row is None and held and not stopping:
-                        row = held.popleft()
+                        row, held = held, None
                     elif row is None and not stopping:
                         request = next(fresh, None)
                         if request is not None:
@@ -225,7 +225,7 @@ class ChatEngine:
                     if hold > 0 and row.attempts == 0:
                         # Overload: no new row starts before the hold ends, but a retry whose
                         # pause is over still goes; the first to succeed shows the endpoint back.
-                        held.append(row)
+                        held = row
                         wake.clear()
                         await breaker.unless_open(_wait(wake, hold))
                         continue
@@ -248,7 +248,7 @@ class ChatEngine:
                 if isinstance(outcome, ChatResult):
                     finish(outcome)
                 else:
-                    sleeping[group.create_task(retry_later(row, outcome))] = row
+                    sleeping.add(group.create_task(retry_later(row, outcome)))
 
         reporter = None
         if progress is not None:
