@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 
@@ -248,7 +249,9 @@ def test_a_lost_create_answer_does_not_start_the_batch_twice(
         batch = real_create(self, **kwargs)  # the endpoint creates it...
         calls.append(batch.id)
         if len(calls) == 1:  # ...but the first answer never arrives
-            raise openai.APITimeoutError(request=None)  # type: ignore[arg-type]
+            # Built as the SDK builds it: around the request that timed out.
+            lost = httpx2.Request("POST", f"{manual.base_url}/batches")
+            raise openai.APITimeoutError(request=lost)
         return batch
 
     monkeypatch.setattr(openai.resources.batches.Batches, "create", answer_lost_once)
