@@ -10,9 +10,14 @@ from functools import cached_property
 from json.encoder import encode_basestring as _encode_str
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llm_assets.resources.llm import estimate_prompt_tokens
+from llm_assets.resources.errors import SchemaError
+from llm_assets.resources.llm import (
+    estimate_prompt_tokens,
+    strict_schema_problems,
+    to_strict_json_schema,
+)
 
 
 def canonical_json(value: Any) -> str:
@@ -68,10 +73,11 @@ def request_hash(body: Mapping[str, Any]) -> str:
 
 
 def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's JSON schema in the form OpenAI's strict structured outputs accept.
+    """The model's JSON schema in the form OpenAI's strict structured outputs take.
 
-    Every object gets ``additionalProperties: false`` and lists all its properties as
-    required; ``default`` values are dropped (strict mode rejects them).
+    The ``openai`` SDK's rules (``client.chat.completions.parse`` sends the same): every
+    object gets ``additionalProperties: false`` and lists all its properties as required,
+    ``default: null`` is dropped, a ``$ref`` with a description beside it is unravelled.
 
     Examples:
         >>> class Out(BaseModel):
@@ -79,19 +85,7 @@ def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
         >>> strict_json_schema(Out)["additionalProperties"]
         False
     """
-
-    def fix(node: Any) -> Any:
-        if isinstance(node, dict):
-            fixed = {k: fix(v) for k, v in node.items() if k != "default"}
-            if fixed.get("type") == "object" and "properties" in fixed:
-                fixed["additionalProperties"] = False
-                fixed["required"] = list(fixed["properties"])
-            return fixed
-        if isinstance(node, list):
-            return [fix(v) for v in node]
-        return node
-
-    return fix(model.model_json_schema())
+    return to_strict_json_schema(model.model_json_schema())
 
 
 class LLMTask(BaseModel):
@@ -184,6 +178,22 @@ class LLMTask(BaseModel):
         if not (isinstance(value, type) and issubclass(value, BaseModel)):
             raise TypeError("output_schema must be a pydantic BaseModel subclass")
         return value
+
+    @model_validator(mode="after")
+    def _schema_is_accepted(self) -> LLMTask:
+        if self.strict:
+            problems = strict_schema_problems(
+                self.json_schema, root_name=self.output_schema.__name__
+            )
+            if problems:
+                listed = "\n".join(f"  - {problem}" for problem in problems)
+                raise SchemaError(
+                    f"task '{self.name}': the provider's strict structured outputs would refuse "
+                    f"output_schema {self.output_schema.__name__} ({len(problems)} problem(s)):\n"
+                    f"{listed}\nChange the model, or pass strict=False to send it as a "
+                    "non-strict schema"
+                )
+        return self
 
     @cached_property
     def template_variables(self) -> tuple[str, ...]:

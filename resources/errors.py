@@ -11,7 +11,8 @@ Two families, so a reader knows at once who has to act::
     │   ├── PlanTooLargeError      a plan's accepted calls exceed ``max_tool_calls`` (planner)
     │   ├── ComponentConfigError   a ``defs.yaml`` of ``LLMAssetComponent`` cannot become an
     │   │                          asset (components)
-    │   ├── SchemaError            an unusable ``output_schema`` (components)
+    │   ├── SchemaError            an unusable ``output_schema``: not a model, or a schema the
+    │   │                          provider's strict mode refuses (named field and fix)
     │   └── UpstreamCycleError     a YAML asset's upstream leads back to itself (components)
     ├── ToolFailedError            a planner tool failed after its retries (planner)
     ├── LedgerError                the response ledger failed (llm_assets.resources.ledger)
@@ -85,6 +86,14 @@ class BudgetExceededError(UserError):
 
 def _rebuild_budget(message: str, spent: float, estimated: float, budget: float) -> Exception:
     return BudgetExceededError(message, spent_usd=spent, estimated_usd=estimated, budget_usd=budget)
+
+
+class SchemaError(UserError):
+    """An ``output_schema`` that cannot be used: not a model, bad JSON Schema, or refused.
+
+    Raised where a task is defined, naming the field and the fix, so a schema the provider's
+    strict mode would refuse never costs a request.
+    """
 
 
 class ProviderError(LLMAssetsError):

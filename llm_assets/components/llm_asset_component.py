@@ -82,7 +82,7 @@ class LLMAssetComponent(dg.Component, dg.Model, dg.Resolvable):
         ...     id_column="ticket_id",
         ...     output_schema={"type": "object", "properties": {"label": {"type": "string"}}},
         ... )
-        >>> component.build_task().output_schema.model_json_schema()["required"]
+        >>> component.build_task().json_schema["required"]  # as sent, in strict form
         ['label']
     """
 

@@ -4,22 +4,23 @@ A JSON Schema becomes a pydantic model built with ``pydantic.create_model``, so 
 task is an ordinary ``LLMTask``: its answers are validated, repaired and stored exactly like a
 Python task's. The subset accepted is the one OpenAI strict structured outputs accept: objects
 with ``properties``, strings (``enum``, ``minLength``, ``maxLength``, ``pattern``), integers
-and numbers (``minimum``, ``maximum``, exclusive bounds), booleans, arrays (``items``,
-``minItems``, ``maxItems``), ``null`` in a type list or ``anyOf``, ``const`` and local
+and numbers (``minimum``, ``maximum``, exclusive bounds, ``multipleOf``), booleans, arrays
+(``items``, ``minItems``, ``maxItems``), ``null`` in a type list or ``anyOf``, ``const`` and local
 ``$ref`` to ``$defs``. Any other keyword that would change validation is refused with its
 path, never ignored.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import keyword
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, Field, create_model
 
-from llm_assets.resources.errors import UserError
+from llm_assets.resources.errors import SchemaError
 
 #: Keywords that only describe; they never change what is valid.
 _ANNOTATIONS = frozenset({"title", "description", "examples", "default", "$comment", "format"})
@@ -27,10 +28,28 @@ _KEYWORDS: dict[str, frozenset[str]] = {
     "object": frozenset({"type", "properties", "required", "additionalProperties", "$defs"}),
     "string": frozenset({"type", "enum", "minLength", "maxLength", "pattern", "const"}),
     "integer": frozenset(
-        {"type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "const"}
+        {
+            "type",
+            "enum",
+            "minimum",
+            "maximum",
+            "exclusiveMinimum",
+            "exclusiveMaximum",
+            "const",
+            "multipleOf",
+        }
     ),
     "number": frozenset(
-        {"type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "const"}
+        {
+            "type",
+            "enum",
+            "minimum",
+            "maximum",
+            "exclusiveMinimum",
+            "exclusiveMaximum",
+            "const",
+            "multipleOf",
+        }
     ),
     "boolean": frozenset({"type", "enum", "const"}),
     "array": frozenset({"type", "items", "minItems", "maxItems"}),
@@ -45,13 +64,10 @@ _CONSTRAINTS = {
     "maximum": "le",
     "exclusiveMinimum": "gt",
     "exclusiveMaximum": "lt",
+    "multipleOf": "multiple_of",
     "minItems": "min_length",
     "maxItems": "max_length",
 }
-
-
-class SchemaError(UserError):
-    """An ``output_schema`` that cannot be used: not importable, not a model, or bad JSON Schema."""
 
 
 def import_model(path: str) -> type[BaseModel]:
@@ -122,13 +138,30 @@ def model_from_json_schema(schema: Mapping[str, Any], name: str = "Answer") -> t
             "output_schema: the top level must be an object with 'properties' (one answer "
             "is one row; its properties become columns)"
         )
-    return annotation
+    source = copy.deepcopy(dict(schema))
+    return type(annotation.__name__, (annotation, _SchemaSource), {"_source": source})
+
+
+class _SchemaSource(BaseModel):
+    """A model whose JSON Schema is the one it was built from, word for word.
+
+    So a YAML task whose schema is a pydantic model's JSON Schema sends exactly what the
+    Python task with that model sends, and both share one task version and the ledger.
+    """
+
+    _source: ClassVar[dict[str, Any]]
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The JSON Schema the model was built from (a copy)."""
+        return copy.deepcopy(cls._source)
 
 
 class _Builder:
     def __init__(self, root: Mapping[str, Any]) -> None:
         self._defs: Mapping[str, Any] = root.get("$defs") or {}
         self._models: dict[str, type[BaseModel]] = {}
+        self._building: set[str] = set()
 
     def annotation(self, node: Any, path: str, name: str) -> Any:
         if not isinstance(node, Mapping):
@@ -182,8 +215,16 @@ class _Builder:
                 f"({', '.join(self._defs) or 'none'})"
             )
         key = ref[len(prefix) :]
+        if key in self._building:
+            raise SchemaError(
+                f"{path}: $ref {ref!r} refers back to itself; a recursive answer cannot be "
+                "written as a YAML JSON Schema: give output_schema as the dotted path of a "
+                "pydantic model ('my_project.schemas.Tree')"
+            )
         if key not in self._models:
+            self._building.add(key)
             model = self.annotation(self._defs[key], f"output_schema.$defs.{key}", key)
+            self._building.discard(key)
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 return model
             self._models[key] = model

@@ -9,6 +9,11 @@ from llm_assets.resources.llm.resource import (
     check_offline_guard,
     is_loopback,
 )
+from llm_assets.resources.llm.schema import (
+    SchemaProblem,
+    strict_schema_problems,
+    to_strict_json_schema,
+)
 from llm_assets.resources.llm.tokens import estimate_prompt_tokens, estimate_tokens
 from llm_assets.resources.llm.types import ChatRequest, ChatResult, EngineStats
 
@@ -24,10 +29,13 @@ __all__ = [
     "ModelPrice",
     "ProgressCallback",
     "ResultCallback",
+    "SchemaProblem",
     "check_offline_guard",
     "cost_usd",
     "estimate_prompt_tokens",
     "estimate_tokens",
     "find_price",
     "is_loopback",
+    "strict_schema_problems",
+    "to_strict_json_schema",
 ]
