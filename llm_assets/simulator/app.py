@@ -26,7 +26,7 @@ from llm_assets.simulator.batches import BatchesAPI
 from llm_assets.simulator.chat import REFUSED, ChatCall, refusal
 from llm_assets.simulator.config import DEFAULT_MODELS, SimulatorConfig
 from llm_assets.simulator.faults import Marker, choose_fault, draw_latency_s
-from llm_assets.simulator.limits import BucketLimiter, Decision, RateLimiter
+from llm_assets.simulator.limits import BucketLimiter, CombinedLimiter, Decision, RateLimiter
 from llm_assets.simulator.parsing import InvalidRequest
 from llm_assets.simulator.responses import (
     DROPPED,
@@ -52,6 +52,7 @@ class SimulatorApp:
         self.stats = SimulatorStats()
         self.limiter = RateLimiter()
         self.buckets = BucketLimiter()
+        self.combined = CombinedLimiter()
         self.models_seen: dict[str, None] = dict.fromkeys(DEFAULT_MODELS)
         self._request_ids = itertools.count(1)
         self.batches = BatchesAPI(lambda: self.config, self._authenticate)
@@ -105,9 +106,9 @@ class SimulatorApp:
         now = time.monotonic()
         try:
             body = parsing.parse_body(await request.body())
-            call = ChatCall.read(body)
+            call = ChatCall.read(body, self.config.accepted_params, self.config.accepted_models)
         except REFUSED as exc:
-            return self._refuse(400, refusal(exc), key, now)
+            return self._refuse(*refusal(exc), key, now)
         body_hash = parsing.digest(body)
         if body_hash in stats.answered:
             stats.duplicate_requests += 1
@@ -195,7 +196,7 @@ class SimulatorApp:
         """``GET /_simulator/stats``."""
         return json_response(
             {
-                **self.stats.snapshot(self.config, self.limiter, self.buckets),
+                **self.stats.snapshot(self.config, self.limiter, self.buckets, self.combined),
                 **self.batches.stats(),
             }
         )
@@ -226,6 +227,7 @@ class SimulatorApp:
         self.stats = SimulatorStats()
         self.limiter.reset()
         self.buckets.reset()
+        self.combined.reset()
         self.batches.reset_counters()
         return json_response({"reset": True})
 
@@ -248,8 +250,9 @@ class SimulatorApp:
 
     def _peek(self, key: str, now: float) -> Decision:
         c = self.config
-        if c.limit_mode == "bucket":
-            return self.buckets.peek(
+        if c.limit_mode != "window":
+            buckets = self.combined if c.limit_mode == "combined" else self.buckets
+            return buckets.peek(
                 key, now, rpm=c.rpm, tpm=c.tpm, window_s=c.window_s, burst_s=c.burst_s
             )
         return self.limiter.peek(key, now, rpm=c.rpm, tpm=c.tpm, window_s=c.window_s)
@@ -257,8 +260,9 @@ class SimulatorApp:
     def _admit(self, key: str, model: str, cost: int, now: float) -> dict[str, str] | Response:
         """Charge the key's window or buckets; return the response headers, or the 429 to send."""
         config = c = self.config
-        if c.limit_mode == "bucket":
-            decision = self.buckets.admit(
+        if c.limit_mode != "window":
+            buckets = self.combined if c.limit_mode == "combined" else self.buckets
+            decision = buckets.admit(
                 key, cost, now, rpm=c.rpm, tpm=c.tpm, window_s=c.window_s, burst_s=c.burst_s
             )
         else:

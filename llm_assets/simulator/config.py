@@ -27,8 +27,8 @@ class SimulatorConfig(BaseModel):
         >>> config = SimulatorConfig(rpm=60, window_s=6.0, fault_503=0.05)
         >>> config.model_copy(update={"latency_ms": 25.0}).latency_ms
         25.0
-        >>> SimulatorConfig(rpm=600, limit_mode="bucket").limit_mode  # OpenAI-style buckets
-        'bucket'
+        >>> SimulatorConfig(rpm=600, limit_mode="combined").limit_mode  # as OpenAI enforces
+        'combined'
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -60,21 +60,23 @@ class SimulatorConfig(BaseModel):
         default=60.0,
         gt=0,
         description="Period rpm and tpm are stated per, in seconds (60 mimics 'per minute'): "
-        "the sliding window's length in window mode, limit/window_s is the refill per second "
-        "in bucket mode.",
+        "the sliding window's length in window and combined modes, limit/window_s is the "
+        "refill per second in bucket and combined modes.",
     )
     limit_mode: str = Field(
         default="window",
-        pattern=r"^(window|bucket)$",
+        pattern=r"^(window|bucket|combined)$",
         description="How rpm/tpm are enforced: 'window' (at most the limit in any sliding "
-        "window_s) or 'bucket' (as OpenAI does: continuous buckets refilled at limit/window_s "
-        "per second holding burst_s of refill; remaining = what the bucket holds, reset = time "
-        "until it is full).",
+        "window_s), 'bucket' (continuous buckets refilled at limit/window_s per second holding "
+        "burst_s of refill; remaining = what the bucket holds, reset = time until it is full) "
+        "or 'combined' (both at once, as OpenAI does: per second and over the whole window_s; "
+        "the limit with less room left decides remaining and reset).",
     )
     burst_s: float = Field(
         default=1.0,
         gt=0,
-        description="Bucket mode: seconds of refill a bucket holds, i.e. the largest burst.",
+        description="Bucket and combined modes: seconds of refill a bucket holds, i.e. the "
+        "largest burst.",
     )
 
     context_window: int = Field(
@@ -82,6 +84,17 @@ class SimulatorConfig(BaseModel):
     )
     context_windows: dict[str, int] = Field(
         default_factory=dict, description="Per-model context window overrides, in tokens."
+    )
+    accepted_models: list[str] = Field(
+        default_factory=list,
+        description="Chat models answered beyond the simulator's own and the provider's "
+        "(llm_assets.simulator.provider.KNOWN_MODELS); any other is a 404 model_not_found.",
+    )
+    accepted_params: list[str] = Field(
+        default_factory=list,
+        description="Chat request fields taken beyond the provider's own (an OpenAI-compatible "
+        "server's, such as vLLM's top_k); any other unknown field is refused with a 400, as "
+        "the provider refuses it.",
     )
     embedding_dimensions: int = Field(
         default=256, gt=0, description="Embedding size when the request has no `dimensions`."
