@@ -13,6 +13,13 @@ two steps submitting the same partition at once only the one holding the store's
 submits. A request that came back failed is submitted again up to ``max_resubmits`` times;
 after that it is a ``failed`` row (``batch_failed``) with the provider's reason, quarantined
 like any other failure.
+
+Money: the answers of the batches a step assembles were paid by the run that submitted them,
+so they are counted as batch spend, never as ledger savings. Those batches are the scope's
+ended batches not yet marked harvested, and the earlier batches whose failed lines they
+submitted again (harvested by the step that resubmitted, before any table was built). A batch
+is marked harvested once the step built its partition's table, so a step that fails while
+assembling leaves the batch to the next one.
 """
 
 from __future__ import annotations
@@ -68,16 +75,29 @@ class BatchMode:
     run_id: str
     max_resubmits: int = 1
 
-    def settle(self, partitions: list[str | None], task_version: str) -> None:
-        """Marks the step's finished batches harvested, before the step's ledger lookup.
+    def assembling(self, partitions: list[str | None], task_version: str) -> frozenset[str]:
+        """The batches whose answers the step assembles for the first time, by id.
 
-        The sensor puts a batch's answers in the ledger before it records the batch as
-        finished, so the lookup that follows sees every answer of a finished batch.
+        For each partition: its ended batches not yet harvested and, walking back one attempt
+        at a time, the earlier batches they submitted again lines of. The sensor puts a
+        batch's answers in the ledger before it records the batch as ended, so the step's
+        ledger lookup finds every answer of these batches.
         """
+        out: set[str] = set()
         for partition in partitions:
-            for record in self.store.live_for(self.asset_key, partition, task_version):
-                if record.state in TERMINAL_STATES:
-                    self.store.mark_harvested(record.batch_id)
+            history = self.store.history_for(self.asset_key, partition, task_version)
+            out |= _unassembled(history)
+        return frozenset(out)
+
+    def mark_assembled(self, partitions: list[str | None], task_version: str) -> None:
+        """Marks the ended batches of ``partitions`` harvested: their tables are built."""
+        for partition in partitions:
+            self._harvest_ended(partition, task_version)
+
+    def _harvest_ended(self, partition: str | None, task_version: str) -> None:
+        for record in self.store.live_for(self.asset_key, partition, task_version):
+            if record.state in TERMINAL_STATES:
+                self.store.mark_harvested(record.batch_id)
 
     def plan(
         self,
@@ -113,7 +133,11 @@ class BatchMode:
         task_version: str,
         log: Any,
     ) -> None:
-        live = self.store.live_for(self.asset_key, partition, task_version)
+        live = [
+            r
+            for r in self.store.live_for(self.asset_key, partition, task_version)
+            if r.state not in TERMINAL_STATES
+        ]
         if live:
             plan.pending[partition] = [r.batch_id for r in live]
             log.info(
@@ -132,6 +156,9 @@ class BatchMode:
                 plan.exhausted[request.key] = self._exhausted(request, tries[request.key])
         if not todo:
             return
+        # Ended batches block a new claim; their answers are in the ledger and their failed
+        # lines are the ones submitted again (``assembling`` finds them back by those lines).
+        self._harvest_ended(partition, task_version)
         claim = self.store.claim(self.asset_key, partition, task_version, self.run_id)
         if claim is None:
             live = self.store.live_for(self.asset_key, partition, task_version)
@@ -209,6 +236,41 @@ class BatchMode:
 
     def _where(self, partition: str | None) -> str:
         return self.asset_key if partition is None else f"{self.asset_key} [{partition}]"
+
+
+def _unassembled(history: list[BatchRecord]) -> set[str]:
+    """The ids of a scope's batches whose answers no table of the partition has shown yet.
+
+    Examples:
+        >>> def record(batch_id, attempt, keys, state):
+        ...     now = datetime(2026, 11, 1, tzinfo=UTC)
+        ...     return BatchRecord(
+        ...         batch_id=batch_id, asset_key="a", partition_key="eu", task_version="v1",
+        ...         state=state, request_keys=keys, input_file_id="file-in",
+        ...         output_file_id=None, error_file_id=None, submitted_by_run_id="run-1",
+        ...         attempt=attempt, created_at=now, updated_at=now)
+        >>> assembled = record("b0", 0, ["k0"], "harvested")  # a table showed it already
+        >>> first = record("b1", 1, ["k1", "k2"], "harvested")  # k2 failed: sent again
+        >>> again = record("b2", 2, ["k2"], "completed")
+        >>> sorted(_unassembled([assembled, first, again]))
+        ['b1', 'b2']
+    """
+    fresh = [r for r in history if r.is_live]
+    if not fresh:
+        return set()
+    by_attempt: dict[int, list[BatchRecord]] = {}
+    for record in history:
+        by_attempt.setdefault(record.attempt, []).append(record)
+    attempt = min(r.attempt for r in fresh)
+    out = {r.batch_id for r in history if r.attempt >= attempt}
+    keys = {key for r in history if r.attempt >= attempt for key in r.request_keys}
+    for earlier in sorted((a for a in by_attempt if a < attempt), reverse=True):
+        records = by_attempt[earlier]
+        if not any(keys.intersection(r.request_keys) for r in records):
+            break  # a round that was assembled before: its lines were not sent again
+        out |= {r.batch_id for r in records}
+        keys |= {key for r in records for key in r.request_keys}
+    return out
 
 
 @contextmanager

@@ -86,6 +86,8 @@ class _Fetcher:
         self.task_version = task_version
         self.spent = 0.0
         self.estimated_usd = 0.0
+        #: Batches whose answers this step assembles first: paid by their submitting run.
+        self.assembling: frozenset[str] = frozenset()
 
     def fetch(
         self, requests: Mapping[str, ChatRequest], partition_of: Mapping[str, str | None]
@@ -99,7 +101,11 @@ class _Fetcher:
     def lookup(
         self, requests: Mapping[str, ChatRequest], partition_of: Mapping[str, str | None]
     ) -> dict[str, Resolution]:
-        """The answers the ledger already holds, in one bulk query."""
+        """The answers the ledger already holds, in one bulk query.
+
+        An answer of a batch the step assembles counts as batch spend; any other answer is
+        earlier work the ledger saved paying for again.
+        """
         with _gc_paused():
             hits: dict[str, LedgerEntry] = (
                 self.ledger.get_many(list(requests)) if self.ledger else {}
@@ -110,13 +116,15 @@ class _Fetcher:
         discount = self.llm.batch_discount
         for key, entry in hits.items():
             part = self.summaries[partition_of.get(key)]
-            part.cache_hits += 1
-            part.saved_usd += entry.cost_usd
-            if entry.response and entry.response.get(BATCH_ID_FIELD):
+            batch_id = entry.response.get(BATCH_ID_FIELD) if entry.response else None
+            if batch_id is not None and batch_id in self.assembling:
                 part.batch_answered += 1
                 part.batch_cost_usd += entry.cost_usd
                 if discount > 0:
                     part.batch_saved_usd += entry.cost_usd * (1 / discount - 1)
+            else:
+                part.cache_hits += 1
+                part.saved_usd += entry.cost_usd
         return answers
 
     def reload(self, keys: list[str]) -> dict[str, Resolution]:
@@ -294,7 +302,7 @@ def run_task(
     summaries = {partition: StepSummary() for partition in frames}
     fetcher = _Fetcher(task, llm, ledger, step, summaries, log, max_cost_usd, task_version)
     if batch is not None:
-        batch.settle(list(frames), task_version)
+        fetcher.assembling = batch.assembling(list(frames), task_version)
     stamp = RunStamp(step.run_id, task_version)
     planned = _plan_and_look_up(
         task, frames, model, llm.context_window(model), passthrough_columns, fetcher, stamp
@@ -337,6 +345,8 @@ def run_task(
             planned.builder.fill(position, row, resolved.get(row.key) if row.key else None)
         planned.deferred.clear()
         tables, quarantine = planned.builder.finish(summaries)
+    if batch is not None:
+        batch.mark_assembled(list(frames), task_version)
     return StepOutput(tables, quarantine, summaries, task_version)
 
 

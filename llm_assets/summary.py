@@ -30,10 +30,13 @@ class StepSummary:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    #: What the ledger's answers from earlier work would have cost again.
     saved_usd: float = 0.0
     estimated_cost_usd: float = 0.0
+    #: Answers of the batches assembled now, and their price, paid by the submitting run.
     batch_answered: int = 0
     batch_cost_usd: float = 0.0
+    #: What the batch discount saved on those answers.
     batch_saved_usd: float = 0.0
     models: set[str] = field(default_factory=set)
     error_classes: dict[str, int] = field(default_factory=dict)
@@ -126,6 +129,25 @@ def money(value: float) -> str:
     return f"${value:.{digits}f}"
 
 
+def spend_line(summary: StepSummary) -> str:
+    """What a partition cost, as a person reads it: paid online, paid by batch, saved.
+
+    Examples:
+        >>> spend_line(StepSummary(cost_usd=0.002, saved_usd=0.001))
+        '$0.0020 new, $0.0010 saved by the ledger'
+        >>> spend_line(StepSummary(batch_answered=2, batch_cost_usd=0.00098))
+        '$0 new, $0.00098 paid by batch (2 answers), $0 saved by the ledger'
+    """
+    paid = f"{money(summary.cost_usd)} new, "
+    if summary.batch_answered:
+        count = summary.batch_answered
+        paid += (
+            f"{money(summary.batch_cost_usd)} paid by batch "
+            f"({count} answer{'s' if count != 1 else ''}), "
+        )
+    return f"{paid}{money(summary.saved_usd)} saved by the ledger"
+
+
 def summary_metadata(
     summary: StepSummary, *, task_version: str, default_model: str
 ) -> dict[str, Any]:
@@ -150,7 +172,7 @@ def summary_metadata(
         "input_tokens": summary.input_tokens,
         "output_tokens": summary.output_tokens,
         "tokens": summary.input_tokens + summary.output_tokens,
-        "spend": f"{money(summary.cost_usd)} new, {money(summary.saved_usd)} saved by the ledger",
+        "spend": spend_line(summary),
         "cost_usd": usd(summary.cost_usd),
         "saved_usd": usd(summary.saved_usd),
         "estimated_cost_usd": usd(summary.estimated_cost_usd),
@@ -159,7 +181,7 @@ def summary_metadata(
         "failures_by_class": dg.MetadataValue.json(summary.error_classes),
     }
     if summary.batch_answered:
-        # Answers a batch paid for: at the batch price, and what its discount saved.
+        # Answers the submitting run paid for: at the batch price, and what its discount saved.
         metadata["batch_answered"] = summary.batch_answered
         metadata["batch_cost_usd"] = usd(summary.batch_cost_usd)
         metadata["batch_saved_usd"] = usd(summary.batch_saved_usd)
@@ -181,5 +203,10 @@ def run_line(asset: str, parts: Mapping[str | None, StepSummary]) -> str:
         f"(ok {total.ok}, failed {total.failed}), {total.requests_sent} requests sent, "
         f"{total.cache_hits} answered by the ledger, "
         f"{total.input_tokens + total.output_tokens} tokens, {money(total.cost_usd)} new spend, "
-        f"{money(total.saved_usd)} saved"
+        + (
+            f"{money(total.batch_cost_usd)} paid by batch ({total.batch_answered} answers), "
+            if total.batch_answered
+            else ""
+        )
+        + f"{money(total.saved_usd)} saved"
     )

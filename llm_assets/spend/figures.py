@@ -2,11 +2,12 @@
 
 Money, tokens and requests come from the ledger, the record of what was paid. What the ledger
 cannot know comes from the ``llm_asset`` materializations on the instance: rows and failures
-(the failure rate) and ``saved_usd``, what the answers the ledger gave would have cost
-(saved by the cache). Answers a batch paid for are not cache savings the first time they are
-assembled (in the batch sensor's run), so that run's ``batch_cost_usd`` is taken off. Saved by
-the batch discount is computed from the ledger's batch entries: each cost ``discount`` of the
-online price, so it saved ``cost * (1 / discount - 1)``.
+(the failure rate) and ``saved_usd``, what the answers the ledger gave from earlier work
+would have cost (saved by the cache). A partition assembled from a batch reports the batch's
+answers as ``batch_cost_usd`` (paid by the run that submitted it), not as ``saved_usd``, so
+both figures are taken as reported. Saved by the batch discount is computed from the ledger's
+batch entries: each cost ``discount`` of the online price, so it saved
+``cost * (1 / discount - 1)``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from llm_assets.resources.ledger.rollup import SpendRow
-
-# Tag the batch sensor puts on the runs that assemble harvested batches.
-BATCH_RUN_TAG = "llm_assets/batch_ids"
 
 
 @dataclass
@@ -93,7 +91,7 @@ def materialized(
     Returns:
         One entry per materialization event (a partition of a range run counts once).
     """
-    events: list[tuple[str, float, dict[str, object]]] = []
+    out: list[Materialized] = []
     after = since.timestamp() if since is not None else None
     for key in keys:
         cursor = None
@@ -108,30 +106,20 @@ def materialized(
                 event = record.asset_materialization
                 if event is None or "rows" not in event.metadata:
                     continue
-                values: dict[str, object] = {
-                    name: value.value for name, value in event.metadata.items()
-                }
-                values["_asset"] = key.to_user_string()
-                events.append((record.run_id, record.timestamp, values))
+                values = {name: value.value for name, value in event.metadata.items()}
+                out.append(
+                    Materialized(
+                        day=datetime.fromtimestamp(record.timestamp, UTC).date().isoformat(),
+                        asset=key.to_user_string(),
+                        model=str(values.get("model") or ""),
+                        rows=int(_number(values.get("rows"))),
+                        failed=int(_number(values.get("failed"))),
+                        saved_by_cache_usd=_number(values.get("saved_usd")),
+                    )
+                )
             if not page.has_more:
                 break
             cursor = page.cursor
-    batch_runs = _batch_runs(instance, {run for run, _, v in events if v.get("batch_cost_usd")})
-    out = []
-    for run_id, timestamp, values in events:
-        saved = _number(values.get("saved_usd"))
-        if run_id in batch_runs:
-            saved -= _number(values.get("batch_cost_usd"))
-        out.append(
-            Materialized(
-                day=datetime.fromtimestamp(timestamp, UTC).date().isoformat(),
-                asset=str(values["_asset"]),
-                model=str(values.get("model") or ""),
-                rows=int(_number(values.get("rows"))),
-                failed=int(_number(values.get("failed"))),
-                saved_by_cache_usd=max(saved, 0.0),
-            )
-        )
     return out
 
 
@@ -174,13 +162,6 @@ def spend_lines(
         target.saved_by_cache_usd += run.saved_by_cache_usd
     ordered = sorted(lines.values(), key=lambda x: (x.asset, x.model))
     return sorted(ordered, key=lambda x: x.day, reverse=True)
-
-
-def _batch_runs(instance: dg.DagsterInstance, run_ids: set[str]) -> set[str]:
-    if not run_ids:
-        return set()
-    runs = instance.get_runs(dg.RunsFilter(run_ids=sorted(run_ids)))
-    return {run.run_id for run in runs if BATCH_RUN_TAG in run.tags}
 
 
 def _number(value: object) -> float:
