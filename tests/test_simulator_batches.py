@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from llm_assets.simulator import SimulatorServer, estimate_prompt_tokens
+from llm_assets.task import strict_json_schema
 
 
 class Verdict(BaseModel):
@@ -21,7 +22,7 @@ class Verdict(BaseModel):
 
 VERDICT_FORMAT = {
     "type": "json_schema",
-    "json_schema": {"name": "Verdict", "schema": Verdict.model_json_schema(), "strict": True},
+    "json_schema": {"name": "Verdict", "schema": strict_json_schema(Verdict), "strict": True},
 }
 
 

@@ -106,9 +106,9 @@ class SimulatorApp:
         now = time.monotonic()
         try:
             body = parsing.parse_body(await request.body())
-            call = ChatCall.read(body)
+            call = ChatCall.read(body, self.config.accepted_params, self.config.accepted_models)
         except REFUSED as exc:
-            return self._refuse(400, refusal(exc), key, now)
+            return self._refuse(*refusal(exc), key, now)
         body_hash = parsing.digest(body)
         if body_hash in stats.answered:
             stats.duplicate_requests += 1

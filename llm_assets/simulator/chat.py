@@ -8,6 +8,7 @@ faults, counters); ``answer_chat`` answers a batch line without any of that.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from llm_assets.simulator.content import ResponseFormatError, build_content, fin
 from llm_assets.simulator.faults import Marker, MarkerError, find_marker
 from llm_assets.simulator.parsing import InvalidRequest
 from llm_assets.simulator.planner import plan_content
+from llm_assets.simulator.provider import check_chat_body
 from llm_assets.simulator.tokens import estimate_prompt_tokens, estimate_tokens
 
 REFUSED = (InvalidRequest, MarkerError, ResponseFormatError)
@@ -34,15 +36,27 @@ class ChatCall:
     prompt_tokens: int
 
     @classmethod
-    def read(cls, body: dict[str, Any]) -> ChatCall:
+    def read(
+        cls,
+        body: dict[str, Any],
+        accepted_params: Iterable[str] = (),
+        accepted_models: Iterable[str] = (),
+    ) -> ChatCall:
         """Check a request body and build its content (equal requests get equal content).
 
+        Args:
+            body: The decoded request.
+            accepted_params: Top-level fields taken beyond the provider's own.
+            accepted_models: Models answered beyond the provider's own.
+
         Raises:
-            InvalidRequest: The body is not a valid chat request.
+            InvalidRequest: The body is not a chat request the provider takes
+                (``ModelNotFound`` for a model that does not exist).
             MarkerError: A ``[[sim:...]]`` marker is malformed.
             ResponseFormatError: The ``response_format`` cannot be honoured.
         """
         model = parsing.require_model(body)
+        check_chat_body(body, accepted_params, accepted_models)
         messages = parsing.chat_messages(body)
         max_tokens = parsing.completion_budget(body)
         user_text = parsing.last_user_text(messages)
@@ -70,12 +84,13 @@ class ChatCall:
         return body, completion_tokens
 
 
-def refusal(exc: Exception) -> dict[str, Any]:
-    """The 400 body for one of ``REFUSED``, naming the parameter at fault."""
+def refusal(exc: Exception) -> tuple[int, dict[str, Any]]:
+    """The status and body for one of ``REFUSED``, naming the parameter at fault."""
     param = getattr(exc, "param", None) or (
         "response_format" if isinstance(exc, ResponseFormatError) else "messages"
     )
-    return errors.invalid_request(str(exc), param)
+    status = getattr(exc, "status", 400)
+    return status, errors.invalid_request(str(exc), param, getattr(exc, "code", None))
 
 
 def answer_chat(
@@ -95,9 +110,10 @@ def answer_chat(
         unless the status is 200.
     """
     try:
-        call = ChatCall.read(body)
+        call = ChatCall.read(body, config.accepted_params, config.accepted_models)
     except REFUSED as exc:
-        return 400, refusal(exc), 0, 0
+        status, error = refusal(exc)
+        return status, error, 0, 0
     fault = call.marker.name if call.marker is not None else None
     window = config.context_window_for(call.model)
     if fault == "context_length" or call.tokens_asked > window:

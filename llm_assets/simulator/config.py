@@ -85,6 +85,17 @@ class SimulatorConfig(BaseModel):
     context_windows: dict[str, int] = Field(
         default_factory=dict, description="Per-model context window overrides, in tokens."
     )
+    accepted_models: list[str] = Field(
+        default_factory=list,
+        description="Chat models answered beyond the simulator's own and the provider's "
+        "(llm_assets.simulator.provider.KNOWN_MODELS); any other is a 404 model_not_found.",
+    )
+    accepted_params: list[str] = Field(
+        default_factory=list,
+        description="Chat request fields taken beyond the provider's own (an OpenAI-compatible "
+        "server's, such as vLLM's top_k); any other unknown field is refused with a 400, as "
+        "the provider refuses it.",
+    )
     embedding_dimensions: int = Field(
         default=256, gt=0, description="Embedding size when the request has no `dimensions`."
     )

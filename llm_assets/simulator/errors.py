@@ -126,6 +126,8 @@ def rate_limit_exceeded(
     return error_body(message, kind, code="rate_limit_exceeded")
 
 
-def invalid_request(message: str, param: str | None = None) -> dict[str, Any]:
-    """Body of a 400 for a malformed request."""
-    return error_body(message, "invalid_request_error", param=param)
+def invalid_request(
+    message: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """Body of a 400 (or 404 for an unknown model) for a request the provider refuses."""
+    return error_body(message, "invalid_request_error", code=code, param=param)

@@ -12,9 +12,12 @@ from llm_assets.simulator.tokens import content_text
 class InvalidRequest(ValueError):
     """The request body is not one the OpenAI API would accept; answered with a 400."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    status = 400
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+        self.code = code
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
