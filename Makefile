@@ -1,4 +1,6 @@
 # Targets a user can guess: demo, ui, test, bench, lint, workers. Each creates the venv on first use.
+# The venv is installed from constraints.txt (the locked development environment); make lock
+# refreshes it, make test-latest runs the suite against the newest releases in .venv-latest.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,13 +12,40 @@ export LLM_ASSETS_CELERY_BACKEND ?= redis://127.0.0.1:6379/1
 WORKER_NAME ?= worker1
 WORKER_CONCURRENCY ?= 2
 
-.PHONY: install demo ui test bench lint clean services workers
+LOCK := constraints.txt
+LATEST := .venv-latest
 
-$(BIN)/.installed: pyproject.toml
+.PHONY: install demo ui test test-latest lock bench lint clean services workers
+
+$(BIN)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $@
+
+# The newest releases pyproject.toml allows, in a venv of their own.
+$(LATEST)/bin/.installed: pyproject.toml
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# The suite against the newest releases; first names what differs from the lock.
+test-latest: services
+	rm -f $(LATEST)/bin/.installed
+	$(MAKE) $(LATEST)/bin/.installed
+	$(LATEST)/bin/pip freeze --all --exclude-editable | grep -iv '^pip==' > $(LATEST)/freeze.txt
+	$(LATEST)/bin/python tools/lock_diff.py $(LOCK) $(LATEST)/freeze.txt
+	$(LATEST)/bin/python -m pytest -q
+
+# Moves the lock to the newest releases (run make test-latest first).
+lock:
+	rm -f $(LATEST)/bin/.installed
+	$(MAKE) $(LATEST)/bin/.installed
+	head -3 $(LOCK) > $(LOCK).new
+	$(LATEST)/bin/pip freeze --all --exclude-editable | grep -iv '^llm-assets\|^pip==' >> $(LOCK).new
+	mv $(LOCK).new $(LOCK)
 
 install: $(BIN)/.installed
 
