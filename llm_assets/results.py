@@ -213,6 +213,7 @@ def _waiting_events(
                 "batch_requests_submitted": requests,
                 "rows": summary.rows,
                 "answered_by_ledger": summary.cache_hits,
+                "answered_by_batch": summary.batch_answered,
                 "estimated_online_cost_usd": round(summary.estimated_cost_usd, 4),
                 "task_version": output.task_version,
                 f"{FAILURE_RATE_CHECK}_check": WAITING_CHECK,

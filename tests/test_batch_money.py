@@ -10,6 +10,7 @@ range run gets Dagster's "did not yield expected outputs".
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -98,6 +99,19 @@ class BatchFlow:
             runs[request.partition_key] = self.run(request.partition_key, request.tags).run_id
         return runs
 
+    def spend(self) -> dict[str, Any]:
+        """Materializes ``llm_spend``; its metadata."""
+        spend_asset = llm_spend_asset(assets=[self.asset])
+        assert dg.materialize(
+            [self.source, self.asset, spend_asset],
+            selection=[spend_asset.key],
+            resources=self.resources,
+            instance=self.instance,
+        ).success
+        event = self.instance.get_latest_materialization_event(spend_asset.key)
+        assert event is not None and event.asset_materialization is not None
+        return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
     def table(self, partition: str) -> pd.DataFrame:
         return pd.read_parquet(self.tmp_path / "data" / "label" / f"{partition}.parquet")
 
@@ -155,16 +169,7 @@ def test_batch_partitions_show_the_batch_price_as_paid_and_save_nothing(
     assert total_batch == pytest.approx(ledger_usd, abs=2 * USD)
 
     # The spend asset: everything was paid, nothing was saved by the ledger.
-    spend_asset = llm_spend_asset(assets=[flow.asset])
-    assert dg.materialize(
-        [flow.source, flow.asset, spend_asset],
-        selection=[spend_asset.key],
-        resources=flow.resources,
-        instance=sqlite_instance,
-    ).success
-    event = sqlite_instance.get_latest_materialization_event(spend_asset.key)
-    assert event is not None and event.asset_materialization is not None
-    spend = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    spend = flow.spend()
     assert spend["spend_usd"] == pytest.approx(ledger_usd, abs=1e-6)
     assert spend["saved_by_cache_usd"] == 0
 
@@ -195,6 +200,10 @@ def test_rows_answered_before_the_batch_are_saved_and_only_they(
     assert meta["saved_usd"] == pytest.approx(online_usd, abs=USD)
     assert meta["batch_cost_usd"] == pytest.approx(flow.paid("eu", batch=True), abs=USD)
     assert flow.paid("eu", batch=True) > 0 and meta["cost_usd"] == 0
+    # The spend asset counts the sensor's run's savings as reported: the 4 earlier answers.
+    spend = flow.spend()
+    assert spend["saved_by_cache_usd"] == pytest.approx(online_usd, abs=USD)
+    assert spend["spend_usd"] == pytest.approx(flow.ledger.spend()[1], abs=1e-6)
 
 
 @pytest.mark.timeout(300)
