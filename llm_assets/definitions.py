@@ -19,8 +19,8 @@ from llm_assets.example.pipeline import (
     nightly_enrichment_schedule,
     review_batches_sensor,
 )
-from llm_assets.example.research import RESEARCH_ASSETS
-from llm_assets.example.spend import ALERT_SENSORS, SPEND_ASSETS
+from llm_assets.example.research import RESEARCH_ASSETS, review_research_job
+from llm_assets.example.spend import ALERT_SENSORS, SPEND_ASSETS, llm_spend_refresh_job
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import LLMResource
 from llm_assets.resources.storage import ParquetIOManager
@@ -101,7 +101,7 @@ def build_definitions(env: str | None = None) -> dg.Definitions:
     return resolve_model_versions(
         dg.Definitions(
             assets=[*ASSETS, *INBOX_ASSETS, *RESEARCH_ASSETS, *SPEND_ASSETS],
-            jobs=[nightly_enrichment_job],
+            jobs=[nightly_enrichment_job, review_research_job, llm_spend_refresh_job],
             schedules=[nightly_enrichment_schedule],
             sensors=[*INBOX_SENSORS, review_batches_sensor, *ALERT_SENSORS],
             resources=RESOURCES_BY_ENV[env](),

@@ -1,8 +1,8 @@
 """``python -m llm_assets demo``: the example pipeline against the simulator.
 
-``demo`` materializes one partition of the whole example pipeline on the embedded SQLite
-instance in ``$DAGSTER_HOME`` (default ``./.dagster_home``) and prints what it produced and
-the command that traces one of its rows. ``ui`` lives in ``llm_assets.ui``.
+``demo`` materializes one partition of the whole example pipeline, then ``llm_spend``, on the
+embedded SQLite instance in ``$DAGSTER_HOME`` (default ``./.dagster_home``) and prints what it
+produced and the command that traces one of its rows. ``ui`` lives in ``llm_assets.ui``.
 """
 
 from __future__ import annotations
@@ -118,14 +118,18 @@ def run_demo(partition: str) -> int:
             f"materializing partition {partition} of the example pipeline "
             f"(simulator at {simulator.base_url}; answers are placeholders)"
         )
+        quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
         result = job.execute_in_process(
-            partition_key=partition,
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            partition_key=partition, instance=instance, raise_on_error=False, run_config=quiet
+        )
+        # The spend page in the UI reads the ledger the run just filled.
+        spend = defs.resolve_job_def("llm_spend_refresh").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=quiet
         )
         data_dir = Path(os.environ.get("LLM_ASSETS_DATA_DIR", "data")).resolve()
         print(f"\nrun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+        if not spend.success:
+            print(f"run {spend.run_id} (llm_spend_refresh): FAILURE")
         total_cost = 0.0
         for key in ("review_insights", "daily_digest"):
             meta = _metadata(instance, key)
@@ -142,6 +146,6 @@ def run_demo(partition: str) -> int:
         print(f"Dagster instance (SQLite): {home}")
         print("Open the UI: make ui  ->  http://127.0.0.1:3000")
         print(f"Trace a row: {trace_command(partition, f'{partition}-0000')}")
-        return 0 if result.success else 1
+        return 0 if result.success and spend.success else 1
     finally:
         simulator.stop()

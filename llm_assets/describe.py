@@ -1,14 +1,33 @@
-"""The description an ``llm_asset`` shows in the UI: what it asks, of which model, for what.
+"""What an ``llm_asset`` shows in the UI: its description, and a readable preview of its rows.
 
-Rendered as Markdown: an introduction, the model and endpoint, the system and user prompt
-templates, and the output schema as JSON Schema. ``resolve_model_versions`` renders it again
-once the ``LLMResource`` is known, so the model and endpoint named are the ones used.
+The description is Markdown: an introduction, the model and endpoint, the system and user
+prompt templates, the output schema as JSON Schema, and what the cost estimate assumes.
+``resolve_model_versions`` renders it again once the ``LLMResource`` is known, so the model
+and endpoint named are the ones used. The table schemas describe every column, the provenance
+ones included. The preview shows a partition's first rows as a person reads them (lists
+joined, no Python reprs) and the ``trace`` command for its first row.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import shlex
+from collections.abc import Sequence
+from typing import Any
 
+import dagster as dg
+import pandas as pd
+
+from llm_assets.planning import ROW_INDEX_COLUMN
+from llm_assets.provenance import (
+    PROVENANCE_COLUMNS,
+    PROVENANCE_DESCRIPTIONS,
+    QUARANTINE_COLUMNS,
+    QUARANTINE_DESCRIPTIONS,
+)
+from llm_assets.results import Report, markdown_preview
+from llm_assets.runner import StepOutput
 from llm_assets.task import LLMTask
 
 RESOURCE_MODEL = "(LLMResource.model)"
@@ -62,8 +81,75 @@ def task_description(
         f"**Output schema** (`{task.output_schema.__name__}`)",
         "",
         _fenced(json.dumps(task.json_schema, indent=2, ensure_ascii=False), "json"),
+        "",
+        estimate_note(task),
     ]
     return "\n".join(lines)
+
+
+def estimate_note(task: LLMTask) -> str:
+    """What a materialization's ``estimated_cost_usd`` assumes, next to the paid ``cost_usd``.
+
+    Examples:
+        >>> from pydantic import BaseModel
+        >>> class Label(BaseModel):
+        ...     label: str
+        >>> task = LLMTask(name="t", user_prompt="{text}", output_schema=Label)
+        >>> "512 output tokens per request (`max_output_tokens`" in estimate_note(task)
+        True
+    """
+    if task.expected_output_tokens is None:
+        basis = "`max_output_tokens`, an upper bound: set `expected_output_tokens` on the task"
+        basis += " for a closer estimate"
+    else:
+        basis = "the task's `expected_output_tokens`"
+    return (
+        "**Cost figures:** `cost_usd` is what a materialization paid. `estimated_cost_usd` is "
+        "the estimate made before sending, which the budget (`max_cost_usd`) is checked "
+        "against: the requests the ledger could not answer, their prompts counted locally and "
+        f"{task.output_tokens_for_estimates} output tokens per request ({basis})."
+    )
+
+
+def readable_cell(value: Any) -> str:
+    """One table value as a person reads it: lists joined with ``; ``, no Python reprs.
+
+    Examples:
+        >>> readable_cell(["battery", "fit"]), readable_cell(None), readable_cell({"a": 1})
+        ('battery; fit', '', '{"a": 1}')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()  # numpy arrays (list columns read back from Parquet)
+    if isinstance(value, (list, tuple)):
+        return "; ".join(readable_cell(item) for item in value)
+    if value is pd.NA or value is pd.NaT:
+        return ""
+    return str(value)
+
+
+def readable_rows(table: pd.DataFrame, columns: Sequence[str], limit: int = 5) -> pd.DataFrame:
+    """The first ``limit`` rows of ``columns`` (those present), every value readable text."""
+    shown = [c for c in columns if c in table.columns]
+    return table.head(limit)[shown].map(readable_cell)
+
+
+def trace_hint(asset: str, partition: str | None, row_id: Any) -> str:
+    """The line under a preview that tells how to trace a row.
+
+    Examples:
+        >>> trace_hint("review_insights", "2026-11-01", "2026-11-01-0000")
+        '**Trace a row** (from the project directory): `python -m llm_assets trace \
+review_insights --partition 2026-11-01 --row 2026-11-01-0000`'
+    """
+    command = ["python -m llm_assets trace", shlex.quote(asset)]
+    if partition is not None:
+        command.append(f"--partition {shlex.quote(partition)}")
+    command.append(f"--row {shlex.quote(str(row_id))}")
+    return f"**Trace a row** (from the project directory): `{' '.join(command)}`"
 
 
 def _fenced(text: str, language: str) -> str:
@@ -71,3 +157,45 @@ def _fenced(text: str, language: str) -> str:
     while fence in text:
         fence += "`"
     return f"{fence}{language}\n{text}\n{fence}"
+
+
+def output_column_schema(task: LLMTask, passthrough: Sequence[str] = ()) -> dg.TableSchema:
+    """The table schema of an ``llm_asset``: id, answer fields, provenance columns."""
+    columns = [dg.TableColumn(task.id_column or ROW_INDEX_COLUMN, "object", "input row id")]
+    columns += [dg.TableColumn(name, "object", "copied from upstream") for name in passthrough]
+    for name, info in task.output_schema.model_fields.items():
+        annotation = getattr(info.annotation, "__name__", str(info.annotation))
+        columns.append(dg.TableColumn(name, annotation, info.description or "LLM answer field"))
+    columns += [
+        dg.TableColumn(name, dtype, PROVENANCE_DESCRIPTIONS[name])
+        for name, dtype in PROVENANCE_COLUMNS.items()
+    ]
+    return dg.TableSchema(columns=columns)
+
+
+def quarantine_column_schema(task: LLMTask) -> dg.TableSchema:
+    """The table schema of an ``llm_asset``'s quarantine table."""
+    columns = [dg.TableColumn(task.id_column or ROW_INDEX_COLUMN, "object", "input row id")]
+    columns += [
+        dg.TableColumn(name, dtype, QUARANTINE_DESCRIPTIONS[name])
+        for name, dtype in QUARANTINE_COLUMNS.items()
+    ]
+    return dg.TableSchema(columns=columns)
+
+
+def preview_report(
+    report: Report | None, output: StepOutput, asset: str, columns: Sequence[str]
+) -> Report:
+    """``report`` plus a readable ``preview`` of each partition's table and how to trace a row.
+
+    The table of each partition is the one ``output`` holds, so its partition key is known.
+    """
+
+    def _report(table: pd.DataFrame) -> dict[str, Any]:
+        partition = next((k for k, t in output.tables.items() if t is table), None)
+        preview = markdown_preview(readable_rows(table, columns), columns)
+        if len(table):
+            preview += "\n\n" + trace_hint(asset, partition, table[columns[0]].iloc[0])
+        return {"preview": dg.MetadataValue.md(preview), **(report(table) if report else {})}
+
+    return _report

@@ -1,5 +1,6 @@
 """``llm_asset``: turns an ``LLMTask`` and an upstream asset into a partitioned Dagster asset."""
 
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -8,10 +9,14 @@ import pandas as pd
 from pydantic import Field
 
 from llm_assets.batching import batch_mode
-from llm_assets.describe import task_description
+from llm_assets.describe import (
+    output_column_schema,
+    preview_report,
+    quarantine_column_schema,
+    task_description,
+)
 from llm_assets.endpoints import DEFAULT_KIND
 from llm_assets.planning import ROW_INDEX_COLUMN
-from llm_assets.provenance import PROVENANCE_COLUMNS, QUARANTINE_COLUMNS
 from llm_assets.resources.errors import UserError
 from llm_assets.results import FAILURE_RATE_CHECK, AssetNames, Event, Report, step_events
 from llm_assets.runner import StepInfo, run_task
@@ -58,24 +63,6 @@ def upstream_key_of(upstream: dg.AssetsDefinition | dg.AssetKey | str) -> dg.Ass
             "say which one to prompt"
         )
     return upstream if isinstance(upstream, dg.AssetKey) else dg.AssetKey.from_user_string(upstream)
-
-
-def output_column_schema(task: LLMTask, passthrough: Sequence[str] = ()) -> dg.TableSchema:
-    """The table schema of an ``llm_asset``: id, answer fields, provenance columns."""
-    columns = [dg.TableColumn(task.id_column or ROW_INDEX_COLUMN, "object", "input row id")]
-    columns += [dg.TableColumn(name, "object", "copied from upstream") for name in passthrough]
-    for name, info in task.output_schema.model_fields.items():
-        annotation = getattr(info.annotation, "__name__", str(info.annotation))
-        columns.append(dg.TableColumn(name, annotation, info.description or "LLM answer field"))
-    columns += [dg.TableColumn(name, dtype) for name, dtype in PROVENANCE_COLUMNS.items()]
-    return dg.TableSchema(columns=columns)
-
-
-def quarantine_column_schema(task: LLMTask) -> dg.TableSchema:
-    """The table schema of an ``llm_asset``'s quarantine table."""
-    columns = [dg.TableColumn(task.id_column or ROW_INDEX_COLUMN, "object", "input row id")]
-    columns += [dg.TableColumn(name, dtype) for name, dtype in QUARANTINE_COLUMNS.items()]
-    return dg.TableSchema(columns=columns)
 
 
 def llm_asset(
@@ -211,24 +198,38 @@ def llm_asset(
             **common,
         ),
     }
-    check = dg.AssetCheckSpec(
-        FAILURE_RATE_CHECK,
-        asset=asset_name,
-        description=f"Fails when more than {max_failure_rate:.0%} of a partition's rows failed.",
-        blocking=block_downstream_on_failures,
-        partitions_def=partitions_def,
-    )
+    with warnings.catch_warnings():
+        # Chosen knowingly, so the user is not told about them on every load: a partitioned
+        # check (Dagster 1.13 preview) judges each partition's failure rate on its own, and a
+        # single-run backfill policy (beta) sends a range's prompts from one shared pool.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        check = dg.AssetCheckSpec(
+            FAILURE_RATE_CHECK,
+            asset=asset_name,
+            description=(
+                f"Fails when more than {max_failure_rate:.0%} of a partition's rows failed."
+            ),
+            blocking=block_downstream_on_failures,
+            partitions_def=partitions_def,
+        )
+        decorate = dg.multi_asset(
+            name=asset_name,
+            outs=outs,
+            ins={"upstream": dg.AssetIn(key=upstream_key)},
+            # The quarantine holds the table's failed rows: in the lineage it follows the table.
+            internal_asset_deps={
+                asset_name: {upstream_key},
+                quarantine_name: {dg.AssetKey(asset_name)},
+            },
+            partitions_def=partitions_def,
+            backfill_policy=backfill_policy,
+            required_resource_keys=resource_keys,
+            check_specs=[check],
+            can_subset=True,
+        )
 
-    @dg.multi_asset(
-        name=asset_name,
-        outs=outs,
-        ins={"upstream": dg.AssetIn(key=upstream_key)},
-        partitions_def=partitions_def,
-        backfill_policy=backfill_policy,
-        required_resource_keys=resource_keys,
-        check_specs=[check],
-        can_subset=True,
-    )
+    @decorate
     def _llm_asset(
         context: dg.AssetExecutionContext, config: LLMAssetConfig, upstream: Any
     ) -> Iterator[Event]:
@@ -268,21 +269,24 @@ def llm_asset(
                 passthrough_columns=passthrough,
                 batch=batch,
             )
+        preview_columns = (
+            task.id_column or ROW_INDEX_COLUMN,
+            *passthrough,
+            *task.output_schema.model_fields,
+            "llm_status",
+            "llm_error",
+        )
         names = AssetNames(
             table=dg.AssetKey(asset_name),
             quarantine=dg.AssetKey(quarantine_name),
-            preview_columns=(
-                task.id_column or ROW_INDEX_COLUMN,
-                *passthrough,
-                *task.output_schema.model_fields,
-                "llm_status",
-                "llm_error",
-            ),
+            preview_columns=preview_columns,
             default_model=task.model or llm.model,
             max_failure_rate=max_failure_rate,
             io_manager_key=io_manager_key,
         )
-        yield from step_events(context, names, output, report)
+        yield from step_events(
+            context, names, output, preview_report(report, output, asset_name, preview_columns)
+        )
 
     register_llm_asset(
         dg.AssetKey(asset_name),

@@ -30,6 +30,26 @@ PROVENANCE_COLUMNS: dict[str, str] = {
     "llm_run_id": "string",
 }
 
+#: What each provenance column means, for the table schema the UI shows.
+PROVENANCE_DESCRIPTIONS: dict[str, str] = {
+    "llm_status": "'ok' (the answer fields are filled) or 'failed' (see llm_error)",
+    "llm_error": "why the row failed, after retries and repairs; empty when ok",
+    "llm_error_class": "kind of failure: invalid_schema, truncated, retries_exhausted, ...",
+    "llm_request_hash": "ledger key of the request: `python -m llm_assets trace <asset> "
+    "--partition <key> --row <id>` shows its prompt, raw response and the run that paid",
+    "llm_task_version": "version of the task as sent (prompts, schema, model, parameters)",
+    "llm_model": "model the API reported for the answer",
+    "llm_input_tokens": "prompt tokens billed (repairs included)",
+    "llm_output_tokens": "completion tokens billed (repairs included)",
+    "llm_cost_usd": "what the answer cost, in US dollars, when it was paid",
+    "llm_latency_s": "seconds the request took when it was paid",
+    "llm_cached": "true when the ledger answered, so this materialization paid nothing",
+    "llm_repairs": "follow-up requests sent because an answer did not match the schema",
+    "llm_paid_by_run_id": "the run that paid for the answer (this run unless cached)",
+    "llm_batch_id": "the Batch API batch that answered, in batch mode",
+    "llm_run_id": "the run that materialized this row",
+}
+
 #: Key under which a ledger entry's response body names the batch that answered it.
 BATCH_ID_FIELD = "llm_assets_batch_id"
 
@@ -45,6 +65,19 @@ QUARANTINE_COLUMNS: dict[str, str] = {
     "task_version": "string",
     "run_id": "string",
     "quarantined_at": "datetime64[us, UTC]",
+}
+
+#: What each quarantine column means, for the table schema the UI shows.
+QUARANTINE_DESCRIPTIONS: dict[str, str] = {
+    "partition": "partition of the failed row",
+    "error_class": "kind of failure: invalid_schema, truncated, retries_exhausted, ...",
+    "error": "why the row failed, after retries and repairs",
+    "request": "the request as sent (JSON)",
+    "llm_request_hash": "ledger key of the request (`python -m llm_assets trace` finds it)",
+    "repairs": "follow-up requests sent because an answer did not match the schema",
+    "task_version": "version of the task as sent",
+    "run_id": "the run in which the row failed",
+    "quarantined_at": "when the row was written here (UTC)",
 }
 
 

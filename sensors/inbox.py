@@ -22,6 +22,7 @@ of an old file or a reset cursor never adds a second partition for the same cont
 
 import os
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from llm_assets.sensors.inbox_files import (
     FileProblem,
     find_partition_file,
     parse_table,
+    unlistable,
 )
 from llm_assets.sensors.inbox_scan import InboxCursor, scan_inbox
 
@@ -43,6 +45,10 @@ _RUN_KEY_TAG = "dagster/run_key"
 _SENSOR_TAG = "dagster/sensor_name"
 _PARTITION_TAG = "dagster/partition"
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_STOPPED_NOTE = (
+    " Stopped until turned on in the UI (Automation, or the toggle on this page); the Dagster "
+    "daemon evaluates it (`dagster dev` starts one)."
+)
 
 
 class InboxFeed:
@@ -124,6 +130,7 @@ class InboxFeed:
         name: str | None = None,
         minimum_interval_seconds: int = 30,
         default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+        description: str | None = None,
     ) -> dg.SensorDefinition:
         """The sensor that turns new files into partitions and runs.
 
@@ -133,6 +140,7 @@ class InboxFeed:
             name: Sensor name; defaults to ``<feed name>_sensor``.
             minimum_interval_seconds: Seconds between ticks.
             default_status: ``RUNNING`` to start with the daemon, else turn it on in the UI.
+            description: Shown in the UI; by default, the inbox and how to turn the sensor on.
 
         Returns:
             The sensor definition.
@@ -143,13 +151,19 @@ class InboxFeed:
             'partner_reviews_sensor'
         """
         sensor_name = name or f"{self.name}_sensor"
+        if description is None:
+            description = (
+                f"Runs each new CSV/JSONL/Parquet file dropped in {self.directory.absolute()}."
+            )
+            if default_status == dg.DefaultSensorStatus.STOPPED:
+                description += _STOPPED_NOTE
 
         @dg.sensor(
             name=sensor_name,
             target=target if target is not None else [self.asset],
             minimum_interval_seconds=minimum_interval_seconds,
             default_status=default_status,
-            description=f"Runs each new CSV/JSONL/Parquet file dropped in {self.directory}.",
+            description=description,
         )
         def _inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             return self._tick(context, sensor_name)
@@ -192,15 +206,21 @@ class InboxFeed:
         )
 
     def _build_asset(self, group_name: str | None, io_manager_key: str) -> dg.AssetsDefinition:
-        @dg.asset(
-            name=self.name,
-            partitions_def=self.partitions_def,
-            backfill_policy=dg.BackfillPolicy.single_run(),
-            group_name=group_name,
-            io_manager_key=io_manager_key,
-            kinds={"pandas"},
-            description=f"The rows of each file dropped in {self.directory}, one partition a file.",
-        )
+        with warnings.catch_warnings():
+            # Single-run backfills (beta in Dagster 1.13) read a range of files in one run.
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            decorate = dg.asset(
+                name=self.name,
+                partitions_def=self.partitions_def,
+                backfill_policy=dg.BackfillPolicy.single_run(),
+                group_name=group_name,
+                io_manager_key=io_manager_key,
+                kinds={"pandas"},
+                description=f"The rows of each file dropped in {self.directory.absolute()}, one "
+                "partition a file.",
+            )
+
+        @decorate
         def _inbox_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             tags = context.run.tags
             loaded = {}
@@ -233,7 +253,7 @@ class InboxFeed:
                 earlier_run=_earlier_run(context, sensor_name),
             )
         except OSError as exc:
-            problem = f"inbox {self.directory} cannot be listed ({exc.strerror or exc})"
+            problem = unlistable(self.directory, exc)
             context.log.warning(problem)
             return dg.SensorResult(skip_reason=problem, cursor=context.cursor)
         for file_name, problem in scan.bad:

@@ -52,6 +52,28 @@ class InboxFile:
         return FORMATS[Path(self.name).suffix.lower()]
 
 
+def unlistable(directory: Path, exc: OSError) -> str:
+    """Why the inbox cannot be listed, with its absolute path and what to do about it.
+
+    Examples:
+        >>> import errno
+        >>> error = FileNotFoundError(errno.ENOENT, "No such file or directory")
+        >>> unlistable(Path("/srv/inbox"), error)
+        'inbox /srv/inbox cannot be listed (No such file or directory): create it (mkdir -p \
+/srv/inbox) or give the feed the directory files are dropped in'
+    """
+    where = directory.absolute()
+    if isinstance(exc, FileNotFoundError):
+        fix = f"create it (mkdir -p {where}) or give the feed the directory files are dropped in"
+    elif isinstance(exc, NotADirectoryError):
+        fix = "it is a file: give the feed the directory files are dropped in"
+    elif isinstance(exc, PermissionError):
+        fix = "let the user the Dagster daemon and code server run as read and enter it"
+    else:
+        fix = "check the path and the file system it is on"
+    return f"inbox {where} cannot be listed ({exc.strerror or exc}): {fix}"
+
+
 def list_inbox(directory: Path) -> list[InboxFile]:
     """The candidate files directly in ``directory``, sorted by name.
 
@@ -116,7 +138,7 @@ def find_partition_file(
     try:
         named = [f for f in list_inbox(directory) if safe_stem(f.name) == stem]
     except OSError as exc:
-        raise FileProblem(f"the inbox {directory} cannot be listed ({exc})") from None
+        raise FileProblem(unlistable(directory, exc)) from None
     changed = []
     for file in named:
         try:

@@ -2,14 +2,16 @@
 
 A partner exports reviews with the columns of ``raw_reviews`` (``review_id``, ``product``,
 ``rating``, ``title``, ``body``; more are kept) as CSV, JSONL or Parquet and drops the file in
-``$LLM_ASSETS_INBOX_DIR`` (default ``inbox``). The sensor ``partner_reviews_sensor`` (stopped
-until turned on in the UI, with the daemon running) turns each new file into a partition of
+``$LLM_ASSETS_INBOX_DIR`` (default ``inbox`` in the working directory). The sensor
+``partner_reviews_sensor`` (stopped until turned on in the UI, with the daemon running; its
+description says so and names the inbox) turns each new file into a partition of
 ``partner_reviews`` and a run of ``partner_reviews -> partner_review_insights``, which asks
 the example's ``INSIGHT_TASK``; reviews already answered for ``review_insights`` come from the
 ledger for free.
 """
 
 import os
+from pathlib import Path
 
 import dagster as dg
 
@@ -64,6 +66,17 @@ def partner_reviews_branch(
         target=[feed.asset, insights],
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
+        description=(
+            f"Runs each partner file (CSV, JSONL or Parquet with columns "
+            f"{', '.join(REQUIRED_COLUMNS)}) dropped in {Path(directory).absolute()} "
+            "($LLM_ASSETS_INBOX_DIR). "
+            + (
+                "Stopped until turned on in the UI (Automation, or the toggle on this page); "
+                "the Dagster daemon evaluates it (`make ui` starts one)."
+                if default_status == dg.DefaultSensorStatus.STOPPED
+                else ""
+            )
+        ).strip(),
     )
     return [feed.asset, insights], [sensor]
 

@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from llm_assets.example.pipeline import GROUP, review_insights
+from llm_assets.example.pipeline import DAILY, GROUP, review_insights
 from llm_assets.example.sample_reviews import generate_reviews
 from llm_assets.planner import planned_asset, tool
 from llm_assets.task import LLMTask
@@ -120,3 +120,12 @@ review_research = planned_asset(
 )
 
 RESEARCH_ASSETS = [review_research]
+
+review_research_job = dg.define_asset_job(
+    # Not "review_research": the planner's graph has that name, and a job may not share it.
+    "critical_review_research",
+    selection=dg.AssetSelection.assets(review_research),
+    partitions_def=DAILY,
+    description="Researches a day's most critical reviews with the planner asset "
+    "review_research (run it after nightly_enrichment has answered the day).",
+)

@@ -11,14 +11,15 @@ tool steps and the synthesizer, and the ledger answers every LLM request already
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
-from llm_assets.factory import Prepare, output_column_schema, upstream_key_of
+from llm_assets.describe import output_column_schema, task_description
+from llm_assets.endpoints import DEFAULT_KIND
+from llm_assets.factory import Prepare, upstream_key_of
 from llm_assets.planner.errors import ToolDefinitionError
 from llm_assets.planner.ops import (
     INTERMEDIATE_IO_KEY,
@@ -33,9 +34,10 @@ from llm_assets.planner.rows import (
     TOOL_CALLS_COLUMN,
     TOOL_RESULTS_COLUMN,
 )
-from llm_assets.planner.task import PLANNER_SYSTEM_PROMPT, planner_task
+from llm_assets.planner.task import PLANNER_SYSTEM_PROMPT, PlannedTask, planner_task
 from llm_assets.planner.tools import Tool, allowlist
-from llm_assets.task import LLMTask, canonical_json
+from llm_assets.task import LLMTask
+from llm_assets.versions import register_llm_asset
 
 #: Retry policy of the tool op when none is given: 3 retries, 1 s doubling, +/- jitter.
 DEFAULT_TOOL_RETRY = dg.RetryPolicy(
@@ -183,7 +185,11 @@ def planned_asset(
         io_manager_key=io_manager_key,
         retry_policy=tool_retry_policy or DEFAULT_TOOL_RETRY,
     )
-    version = _version(planner, synthesizer, allowed)
+    planned = PlannedTask.of(
+        synthesizer, planner, {tool_name: t.fingerprint for tool_name, t in allowed.items()}
+    )
+    version = planned.version
+    intro = _intro(spec, description)
     plan_op, tool_op, synthesize_op = (
         build_plan_op(spec),
         build_tool_op(spec),
@@ -201,12 +207,11 @@ def planned_asset(
         partitions_def=partitions_def,
         backfill_policy=backfill_policy,
         group_name=group_name,
-        description=description
-        or f"Planner asset: an LLM plans calls to {', '.join(sorted(allowed))}; "
-        f"'{synthesizer.name}' answers each row from their results.",
+        # Model and endpoint: resolve_model_versions names those actually configured.
+        description=task_description(planned, upstream=spec.upstream, intro=intro),
         metadata=_definition_metadata(spec, version),
         tags=dict(tags or {}),
-        kinds={"openai", "pandas"},
+        kinds={DEFAULT_KIND, "pandas"},
         code_version=version,
         resource_defs={INTERMEDIATE_IO_KEY: _INTERMEDIATES},
     )
@@ -214,16 +219,40 @@ def planned_asset(
         # resource_defs on a graph asset is marked beta in Dagster 1.13; it is what lets the
         # asset carry the IO manager of its intermediate outputs without user wiring.
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return decorate(_planned)
+        asset = decorate(_planned)
+    register_llm_asset(
+        dg.AssetKey(name), planned, llm_resource_key, upstream=spec.upstream, intro=intro
+    )
+    return asset
 
 
-def _version(planner: LLMTask, synthesizer: LLMTask, tools: Mapping[str, Tool]) -> str:
-    spec = {
-        "planner": planner.version,
-        "synthesizer": synthesizer.version,
-        "tools": {name: t.fingerprint for name, t in sorted(tools.items())},
-    }
-    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]
+def _intro(spec: PlannerSpec, description: str | None) -> str:
+    """The planner's part of the description: what it plans with; the synthesizer follows."""
+    tools = "\n".join(
+        f"- `{t.name}`{' (side effects)' if t.side_effects else ''}: {t.description}"
+        for t in sorted(spec.tools.values(), key=lambda t: t.name)
+    )
+    planner_model = f"`{spec.planner.model}`" if spec.planner.model else "the synthesizer's"
+    return "\n".join(
+        [
+            description
+            or f"Planner asset: for each row of `{spec.upstream}`, an LLM plans calls to the "
+            f"tools below; the synthesizer task `{spec.synthesizer.name}` answers the row from "
+            "their results.",
+            "",
+            f"**Tools** (at most {spec.max_calls_per_row} calls a row, {spec.max_tool_calls} "
+            "a run)",
+            "",
+            tools,
+            "",
+            f"**Planner prompt** (model: {planner_model}; its cost is estimated at "
+            f"{spec.planner.output_tokens_for_estimates} output tokens a request)",
+            "",
+            f"```text\n{spec.planner.user_prompt}\n```",
+            "",
+            "**Synthesizer** (model, prompts and output schema below)",
+        ]
+    )
 
 
 def _definition_metadata(spec: PlannerSpec, version: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from llm_assets.describe import readable_rows, trace_hint
 from llm_assets.factory import Prepare, frames_by_partition
 from llm_assets.planner.calls import CallContext, run_calls
 from llm_assets.planner.errors import PlanTooLargeError
@@ -257,17 +258,18 @@ def build_synthesize_op(spec: PlannerSpec) -> dg.OpDefinition:
             pd.concat(list(frames.values())) if frames else pd.DataFrame(), spec.id_column
         )
         preview = pd.concat(list(tables.values())) if tables else pd.DataFrame()
-        metadata["preview"] = dg.MetadataValue.md(
-            markdown_preview(
-                preview,
-                [
-                    spec.id_column,
-                    *spec.synthesizer.output_schema.model_fields,
-                    "llm_status",
-                    "llm_error",
-                ],
-            )
-        )
+        columns = [
+            spec.id_column,
+            *spec.synthesizer.output_schema.model_fields,
+            "llm_status",
+            "llm_error",
+        ]
+        shown = markdown_preview(readable_rows(preview, columns), columns)
+        if len(preview) and spec.id_column in preview.columns:
+            first = next(p for p, table in tables.items() if len(table))
+            row = preview[spec.id_column].iloc[0]
+            shown += "\n\n" + trace_hint(spec.asset, first, row)
+        metadata["preview"] = dg.MetadataValue.md(shown)
         value = tables[next(iter(tables))] if len(tables) == 1 else dict(tables)
         return dg.Output(value, metadata=metadata)
 
