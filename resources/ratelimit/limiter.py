@@ -12,11 +12,15 @@ How it paces (per API key, whatever the number of steps and runs sharing it):
   ``scale`` x limit / ``window_s`` per second. How close to the limit that may be depends on
   how the provider counts (``model``):
 
-  - ``bucket`` (OpenAI, Azure OpenAI, Anthropic): the provider's own limit is a bucket
-    refilled continuously at limit / window_s per second that holds about a second of burst.
-    Requests released no faster than that refill are never rejected, however late or bunched
-    they reach it, so the limiter paces at the full refill rate (``target`` 1.0) from the
-    first answer on, with at most ``bucket_burst_s`` (half a second) of burst of its own.
+  - ``bucket`` (OpenAI, Azure OpenAI, Anthropic): the provider refills a bucket continuously
+    at limit / window_s per second that holds about a second of burst, *and* admits at most
+    the limit in any whole ``window_s``. Requests released no faster than the refill pass the
+    bucket however late or bunched they reach it, but a burst followed by the full refill rate
+    overfills the window one ``window_s`` later, and so do late arrivals at exactly that rate.
+    So the limiter paces from the first answer on at the rate whose every ``window_s`` holds at
+    most the limit, counting its own burst (``bucket_burst_s``, 0.2 s) and requests reaching
+    the provider up to ``lateness_s`` (0.2 s) late: (limit - 1) per (``window_s`` +
+    ``bucket_burst_s`` + ``lateness_s``), 99.2% of a per-minute limit of 600 (``target`` 1.0).
   - ``window`` (a server that counts a sliding window): requests that reach it late and
     bunched can overfill a window, so the limiter aims at ``target`` 0.97, holds at most
     ``burst_fraction`` (1%) of the limit as burst, and a step starts at 80% of the rate and
@@ -126,6 +130,8 @@ class AdaptiveRateLimiter:
         tpm_limit: Tokens per window to stay under even if headers allow more.
         burst_fraction: Window model: bucket capacity as a fraction of the limit.
         bucket_burst_s: Bucket model: bucket capacity in seconds of the rate.
+        lateness_s: Bucket model: how late a request may reach the provider after its turn
+            (connections opening, a busy event loop); every window keeps room for it.
         decrease_factor: Scale multiplier on a 429.
         min_scale: Lowest scale.
         recovery_per_window: Scale regained per window after a decrease.
@@ -157,7 +163,8 @@ class AdaptiveRateLimiter:
         rpm_limit: int | None = None,
         tpm_limit: int | None = None,
         burst_fraction: float = 0.01,
-        bucket_burst_s: float = 0.5,
+        bucket_burst_s: float = 0.2,
+        lateness_s: float = 0.2,
         decrease_factor: float = 0.7,
         min_scale: float = 0.05,
         recovery_per_window: float = 0.5,
@@ -185,6 +192,7 @@ class AdaptiveRateLimiter:
         self._caps = (rpm_limit or 0, tpm_limit or 0)
         self._burst_fraction = burst_fraction
         self._bucket_burst_s = bucket_burst_s
+        self._lateness_s = lateness_s
         self._default_pause_s = min(2.0, max(0.05, window_s / 30))
         self._probe_interval_s = probe_interval_s
         self._batch_s = batch_s
@@ -306,7 +314,7 @@ class AdaptiveRateLimiter:
         while self._sent and self._sent[0] <= now - self.window_s:
             self._sent.popleft()
 
-    def _rates(self) -> BucketRates:
+    def _rates(self, tokens: int) -> BucketRates:
         rpm, tpm = self.limits
         now = self._clock()
         if self._pacing_since is None:
@@ -317,14 +325,27 @@ class AdaptiveRateLimiter:
         per_limit_per_s = self.target * self.scale * ramp / self.window_s
         rates = BucketRates()
         if rpm:
-            spacing = 1.0 / (rpm * per_limit_per_s)
+            spacing = self._window_guard(rpm, 1) / (rpm * per_limit_per_s)
             rates = replace(
                 rates, request_spacing_s=spacing, request_burst_s=self._burst(rpm, spacing)
             )
         if tpm:
-            spacing = 1.0 / (tpm * per_limit_per_s)
+            spacing = self._window_guard(tpm, max(1, tokens)) / (tpm * per_limit_per_s)
             rates = replace(rates, token_spacing_s=spacing, token_burst_s=self._burst(tpm, spacing))
         return rates
+
+    def _window_guard(self, limit: int, unit: int) -> float:
+        """Bucket model: how much longer than the refill rate's the spacing must be.
+
+        A bucket of ``burst`` seconds paced at ``spacing`` releases at most ``(span + burst) /
+        spacing`` units plus the one in hand in any ``span``; the provider's window of
+        ``window_s`` counts releases of ``window_s + lateness_s``. Keeping that under the limit
+        gives ``spacing = (window_s + burst + lateness_s) / (limit - unit)`` per unit.
+        """
+        if self.model != "bucket":
+            return 1.0
+        span = self.window_s + self._bucket_burst_s + self._lateness_s
+        return span / self.window_s * limit / max(limit - unit, limit / 2)
 
     def _burst(self, limit: int, spacing: float) -> float:
         """The local bucket's capacity in seconds: at least one unit."""
@@ -339,7 +360,7 @@ class AdaptiveRateLimiter:
                 at = self._lease.take(tokens, now)
                 if at is not None:
                     return at
-            rates = self._rates()
+            rates = self._rates(tokens)
             batch = 1
             if self._link.store.blocking:
                 per_request_s = max(rates.request_spacing_s, tokens * rates.token_spacing_s)
