@@ -576,3 +576,27 @@ def test_a_missing_inbox_or_a_foreign_cursor_is_a_warning_not_a_crash(
     data, lines = branch.tick(sqlite_instance, "not json")
     assert "WARNING starting from an empty cursor: not an inbox cursor" in "\n".join(lines)
     assert [r.tags[FILE_TAG] for r in data.run_requests] == ["reviews.csv"]
+
+
+def test_a_missing_relative_inbox_is_named_by_its_absolute_path_and_the_fix(
+    sqlite_instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    feed = InboxFeed("partner_reviews", "inbox", required_columns=COLUMNS)
+    sensor = feed.build_sensor()
+    context = dg.build_sensor_context(
+        instance=sqlite_instance,
+        sensor_name=sensor.name,
+        definitions=dg.Definitions(assets=[feed.asset], sensors=[sensor]),
+    )
+    data = sensor.evaluate_tick(context)
+
+    where = tmp_path / "inbox"
+    assert data.run_requests == []
+    assert data.skip_message == (
+        f"inbox {where} cannot be listed (No such file or directory): create it "
+        f"(mkdir -p {where}) or give the feed the directory files are dropped in"
+    )
+    # Where it looks and that it starts stopped, on the sensor's page.
+    assert sensor.description is not None and str(where) in sensor.description
+    assert "Stopped until turned on in the UI (Automation" in sensor.description
