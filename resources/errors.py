@@ -16,7 +16,7 @@ Two families, so a reader knows at once who has to act::
     │   └── UpstreamCycleError     a YAML asset's upstream leads back to itself (components)
     ├── ToolFailedError            a planner tool failed after its retries (planner)
     ├── LedgerError                the response ledger failed (llm_assets.resources.ledger)
-    │   └── LedgerUnavailableError its database cannot be reached
+    │   └── LedgerUnavailableError its database stayed unreachable past ``outage_limit_s``
     └── ProviderError              the LLM endpoint refused the work (status, body, headers)
         ├── AuthenticationFailed   401/403: the API key is wrong or lacks access
         ├── QuotaExhausted         429 ``insufficient_quota``: billing, not rate limits
@@ -86,6 +86,18 @@ class BudgetExceededError(UserError):
 
 def _rebuild_budget(message: str, spent: float, estimated: float, budget: float) -> Exception:
     return BudgetExceededError(message, spent_usd=spent, estimated_usd=estimated, budget_usd=budget)
+
+
+class LedgerError(LLMAssetsError):
+    """Base class for every error raised by the response ledger and its batch records."""
+
+
+class LedgerConfigError(LedgerError, UserError):
+    """The ledger is misconfigured; the message says which field to change."""
+
+
+class LedgerUnavailableError(LedgerError):
+    """The ledger database cannot be opened or reached."""
 
 
 class SchemaError(UserError):

@@ -28,8 +28,9 @@ from llm_assets.resources.batch.jsonl import (
 )
 from llm_assets.resources.batch.status import BatchStatus, SubmittedBatch
 from llm_assets.resources.errors import ProviderError
-from llm_assets.resources.llm import ChatRequest, check_offline_guard
 from llm_assets.resources.llm.failures import error_code
+from llm_assets.resources.llm.offline import check_offline_guard
+from llm_assets.resources.llm.types import ChatRequest
 from llm_assets.resources.settings import mask_url
 
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from llm_assets.resources.errors import UserError
-from llm_assets.resources.llm import ChatRequest
+from llm_assets.resources.llm.types import ChatRequest
 
 MAX_LINES_PER_FILE = 50_000
 """OpenAI's most requests per batch input file."""

@@ -24,7 +24,7 @@ from llm_assets.resources.batch.store import (
     record_to_row,
     row_to_record,
 )
-from llm_assets.resources.ledger import PostgresDatabase
+from llm_assets.resources.database import PostgresDatabase
 from llm_assets.resources.settings import mask_url
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from llm_assets.resources.batch.store import (
     record_to_row,
     row_to_record,
 )
-from llm_assets.resources.ledger import SQLiteDatabase
+from llm_assets.resources.sqlite import SQLiteDatabase
 
 logger = logging.getLogger(__name__)
 

@@ -1,43 +1,31 @@
-"""Ledger building blocks: its errors, the entry type, the backend interface, a pool.
+"""Ledger building blocks: the entry type and the backend interface.
 
-Errors raised here extend the tree in `llm_assets.resources.errors`::
-
-    LLMAssetsError
-    └── LedgerError                  anything the ledger raises
-        ├── LedgerConfigError        (also a UserError) fix the resource configuration
-        └── LedgerUnavailableError   the ledger database cannot be opened or reached
+Its errors (`LedgerError`, `LedgerConfigError`, `LedgerUnavailableError`) are drawn in the one
+tree of `llm_assets.resources.errors` and re-exported here.
 """
 
 from __future__ import annotations
 
 import abc
 import json
-import logging
-import os
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import pydantic_core
 
-from llm_assets.resources.errors import LLMAssetsError, UserError
+from llm_assets.resources.errors import LedgerConfigError, LedgerError, LedgerUnavailableError
 
-logger = logging.getLogger(__name__)
-
-
-class LedgerError(LLMAssetsError):
-    """Base class for every error raised by the response ledger."""
-
-
-class LedgerConfigError(LedgerError, UserError):
-    """The ledger is misconfigured; the message says which field to change."""
-
-
-class LedgerUnavailableError(LedgerError):
-    """The ledger database cannot be opened or reached."""
+__all__ = [
+    "LedgerBackend",
+    "LedgerConfigError",
+    "LedgerEntry",
+    "LedgerError",
+    "LedgerUnavailableError",
+    "entry_to_row",
+    "row_to_entry",
+]
 
 
 @dataclass(frozen=True)
@@ -215,64 +203,6 @@ class LedgerBackend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release every connection; the backend cannot be used afterwards."""
-
-
-ConnectionT = TypeVar("ConnectionT")
-
-# Connections inherited across fork() must never be closed by the child: closing a PostgreSQL
-# connection sends a terminate message on a socket the parent is still using.
-_ABANDONED_AFTER_FORK: list[Any] = []
-
-
-class ConnectionPool(Generic[ConnectionT]):
-    """A small thread-safe, fork-aware pool; each connection is used by one thread at a time."""
-
-    def __init__(
-        self,
-        connect: Callable[[], ConnectionT],
-        close: Callable[[ConnectionT], None],
-        *,
-        max_idle: int = 8,
-    ) -> None:
-        self._connect = connect
-        self._close = close
-        self._max_idle = max_idle
-        self._idle: list[ConnectionT] = []
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._closed = False
-
-    @contextmanager
-    def connection(self) -> Iterator[ConnectionT]:
-        """Lend a connection; one that saw an exception is closed rather than reused."""
-        with self._lock:
-            if self._closed:
-                raise LedgerError("the ledger backend is closed")
-            if self._pid != os.getpid():
-                _ABANDONED_AFTER_FORK.extend(self._idle)
-                self._idle, self._pid = [], os.getpid()
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._connect()
-        try:
-            yield conn
-        except BaseException:
-            self._close(conn)
-            raise
-        with self._lock:
-            if not self._closed and len(self._idle) < self._max_idle:
-                self._idle.append(conn)
-                return
-        self._close(conn)
-
-    def close(self) -> None:
-        """Close idle connections now and lent ones when they come back."""
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        if self._pid == os.getpid():
-            for conn in idle:
-                self._close(conn)
 
 
 def entry_to_row(entry: LedgerEntry, created_at: Any) -> tuple[object, ...]:

@@ -9,8 +9,8 @@ from datetime import UTC
 import psycopg2.extensions
 import psycopg2.extras
 
+from llm_assets.resources.database import PostgresDatabase
 from llm_assets.resources.ledger.core import LedgerBackend, LedgerEntry, entry_to_row, row_to_entry
-from llm_assets.resources.ledger.database import PostgresDatabase
 from llm_assets.resources.settings import mask_url
 
 logger = logging.getLogger(__name__)

@@ -15,11 +15,12 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from llm_assets.resources.batch import BatchStore, PostgresBatchStore, SQLiteBatchStore
 from llm_assets.resources.errors import UserError
 from llm_assets.resources.ledger.claims import RequestClaims
 from llm_assets.resources.ledger.core import (
@@ -27,11 +28,10 @@ from llm_assets.resources.ledger.core import (
     LedgerConfigError,
     LedgerEntry,
 )
+from llm_assets.resources.ledger.postgres import PostgresLedgerBackend
+from llm_assets.resources.ledger.sqlite import SQLiteLedgerBackend
 from llm_assets.resources.ledger.writer import LedgerWriter
 from llm_assets.resources.settings import POSTGRES_URL_ENV_VAR, dagster_home, resolve_setting
-
-if TYPE_CHECKING:
-    from llm_assets.resources.batch import BatchStore
 
 logger = logging.getLogger(__name__)
 
@@ -174,9 +174,6 @@ class ResponseLedger(dg.ConfigurableResource):
                     sensors=[batch_sensor], resources={"ledger": ResponseLedger()}
                 )
         """
-        # Imported here: the batch family builds on this one (its pool and errors).
-        from llm_assets.resources.batch import PostgresBatchStore, SQLiteBatchStore
-
         if self._batch_store is None:
             with _BUILD_LOCK:
                 if self._batch_store is None:
@@ -249,11 +246,7 @@ class ResponseLedger(dg.ConfigurableResource):
 
     def _build_backend(self) -> LedgerBackend:
         if self.backend == "sqlite":
-            from llm_assets.resources.ledger.sqlite import SQLiteLedgerBackend
-
             return SQLiteLedgerBackend(self.sqlite_file())
-        from llm_assets.resources.ledger.postgres import PostgresLedgerBackend
-
         return PostgresLedgerBackend(self._resolve_postgres_url(), schema=self.postgres_schema)
 
     def _resolve_postgres_url(self) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from llm_assets.resources.ledger.core import LedgerBackend, LedgerEntry, entry_to_row, row_to_entry
-from llm_assets.resources.ledger.database import SQLiteDatabase
+from llm_assets.resources.sqlite import SQLiteDatabase
 
 logger = logging.getLogger(__name__)
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlparse
+from typing import Any, Literal
 
 import dagster as dg
 import openai
 from pydantic import Field, PrivateAttr
 
+# The module, not the class: the batch client builds on this family's inner modules (chat types,
+# failures, the offline guard), so either family may be imported first.
+from llm_assets.resources.batch import client as batch_api
 from llm_assets.resources.errors import UserError
-
-if TYPE_CHECKING:
-    from llm_assets.resources.batch import BatchClient
 from llm_assets.resources.llm.engine import ChatEngine, ProgressCallback, ResultCallback
+from llm_assets.resources.llm.offline import check_offline_guard, is_loopback
 from llm_assets.resources.llm.pricing import DEFAULT_PRICES, ModelPrice
 from llm_assets.resources.llm.session import ClientSession, SessionSettings
 from llm_assets.resources.llm.types import ChatRequest, EngineStats
@@ -27,9 +27,6 @@ from llm_assets.resources.ratelimit import (
 )
 from llm_assets.resources.settings import POSTGRES_URL_ENV_VAR, resolve_setting
 
-OFFLINE_ENV = "LLM_ASSETS_OFFLINE"
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-
 DEFAULT_CONTEXT_WINDOWS: dict[str, int] = {
     "sim-small": 16_384,
     "sim-large": 131_072,
@@ -39,33 +36,6 @@ DEFAULT_CONTEXT_WINDOWS: dict[str, int] = {
     "gpt-4.1-mini": 1_047_576,
     "gpt-4.1": 1_047_576,
 }
-
-
-def is_loopback(url: str) -> bool:
-    """True when ``url`` points at this machine.
-
-    Examples:
-        >>> is_loopback("http://127.0.0.1:8765/v1"), is_loopback("https://api.openai.com/v1")
-        (True, False)
-    """
-    host = (urlparse(url).hostname or "").lower()
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
-
-
-def check_offline_guard(base_url: str) -> None:
-    """Refuses a non-loopback endpoint while ``LLM_ASSETS_OFFLINE`` is set.
-
-    Raises:
-        UserError: The guard is on and ``base_url`` is not on this machine.
-    """
-    if os.environ.get(OFFLINE_ENV, "").lower() in ("1", "true", "yes") and not is_loopback(
-        base_url
-    ):
-        raise UserError(
-            f"{OFFLINE_ENV} is set, so requests may only go to this machine, but "
-            f"LLMResource.base_url is {base_url!r}. Point base_url at the simulator "
-            f"(python -m llm_assets.simulator) or unset {OFFLINE_ENV} to call a real endpoint."
-        )
 
 
 class LLMResource(dg.ConfigurableResource):
@@ -278,7 +248,7 @@ class LLMResource(dg.ConfigurableResource):
             limiter=self._make_limiter(api_key),
         )
 
-    def batch_client(self) -> BatchClient:
+    def batch_client(self) -> batch_api.BatchClient:
         """A client of this endpoint's Batch API, with the key resolved like the chat client's.
 
         Examples:
@@ -287,11 +257,9 @@ class LLMResource(dg.ConfigurableResource):
                 with llm.batch_client() as client:
                     status = client.retrieve("batch_abc")
         """
-        from llm_assets.resources.batch import BatchClient  # the batch family imports this one
-
         settings = self._session.settings if self._session is not None else None
         api_key = settings.api_key if settings is not None else self._settings().api_key
-        return BatchClient(self.base_url, api_key, timeout_s=max(self.timeout_s, 120.0))
+        return batch_api.BatchClient(self.base_url, api_key, timeout_s=max(self.timeout_s, 120.0))
 
     def run_requests(
         self,

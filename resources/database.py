@@ -1,27 +1,84 @@
-"""The ledger's databases: how its backends and the batch stores open and use them.
+"""Databases the ledger and the batch stores share: a connection pool and PostgreSQL.
 
-``SQLiteDatabase`` is one file in WAL mode with a pool of connections; ``PostgresDatabase`` is a
-pool of connections to one schema, running each piece of work in a transaction that survives one
-dropped connection. Both raise `LedgerUnavailableError` when the database cannot be reached, with
-any password masked.
+``ConnectionPool`` lends connections to one thread at a time and survives ``fork()``;
+``PostgresDatabase`` is a pool of connections to one schema, running each piece of work in a
+transaction that survives one dropped connection. ``SQLiteDatabase`` lives in
+`llm_assets.resources.sqlite`. A database that cannot be reached raises
+`LedgerUnavailableError`, with any password masked.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
-from typing import TypeVar
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
 
 import psycopg2
 import psycopg2.extensions
 
-from llm_assets.resources.ledger.core import ConnectionPool, LedgerUnavailableError
+from llm_assets.resources.errors import LedgerError, LedgerUnavailableError
 from llm_assets.resources.settings import mask_url, postgres_dsn, scrub
-from llm_assets.resources.sqlite import switch_to_wal
+
+ConnectionT = TypeVar("ConnectionT")
+
+# Connections inherited across fork() must never be closed by the child: closing a PostgreSQL
+# connection sends a terminate message on a socket the parent is still using.
+_ABANDONED_AFTER_FORK: list[Any] = []
+
+
+class ConnectionPool(Generic[ConnectionT]):
+    """A small thread-safe, fork-aware pool; each connection is used by one thread at a time."""
+
+    def __init__(
+        self,
+        connect: Callable[[], ConnectionT],
+        close: Callable[[ConnectionT], None],
+        *,
+        max_idle: int = 8,
+    ) -> None:
+        self._connect = connect
+        self._close = close
+        self._max_idle = max_idle
+        self._idle: list[ConnectionT] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._closed = False
+
+    @contextmanager
+    def connection(self) -> Iterator[ConnectionT]:
+        """Lend a connection; one that saw an exception is closed rather than reused."""
+        with self._lock:
+            if self._closed:
+                raise LedgerError("the ledger backend is closed")
+            if self._pid != os.getpid():
+                _ABANDONED_AFTER_FORK.extend(self._idle)
+                self._idle, self._pid = [], os.getpid()
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._connect()
+        try:
+            yield conn
+        except BaseException:
+            self._close(conn)
+            raise
+        with self._lock:
+            if not self._closed and len(self._idle) < self._max_idle:
+                self._idle.append(conn)
+                return
+        self._close(conn)
+
+    def close(self) -> None:
+        """Close idle connections now and lent ones when they come back."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        if self._pid == os.getpid():
+            for conn in idle:
+                self._close(conn)
+
 
 T = TypeVar("T")
 
@@ -114,13 +171,24 @@ class PostgresDatabase:
 
         ``work`` must be safe to run again: a retry follows a rollback, or a connection that
         died before the caller learnt whether its commit arrived.
+
+        Raises:
+            LedgerUnavailableError: No connection could be opened, or every attempt's
+                connection was cut (a server restarting or failing over).
         """
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 return self._run_once(work)
             except (psycopg2.extensions.TransactionRollbackError, _ConnectionDroppedError) as exc:
                 if attempt == _ATTEMPTS:
-                    raise (exc.__cause__ or exc) from None
+                    cause = exc.__cause__ or exc
+                    if isinstance(exc, _ConnectionDroppedError):
+                        message = scrub(str(cause).strip(), self.url)
+                        raise LedgerUnavailableError(
+                            f"the PostgreSQL {self._name} at {mask_url(self.url)} cut the "
+                            f"connection {_ATTEMPTS} times in a row: {message}"
+                        ) from None
+                    raise cause from None
                 self._logger.warning(
                     "%s transaction failed (%s); retrying", self._name, type(exc).__name__
                 )
@@ -169,95 +237,3 @@ class PostgresDatabase:
     def close(self) -> None:
         """Close every connection; the database cannot be used afterwards."""
         self.pool.close()
-
-
-class SQLiteDatabase:
-    """One SQLite file in WAL mode, with a pool of connections safe for threads and processes.
-
-    Connections are in autocommit mode: reads need no transaction, and writes open one with
-    ``BEGIN IMMEDIATE`` (see `writing`), taking the write lock up front and waiting up to
-    ``busy_timeout_s`` for other writers.
-
-    Args:
-        path: Database file; relative paths resolve against the working directory. The parent
-            directory is created.
-        name: What the caller is, for messages: ``"ledger"``, ``"batch store"``.
-        busy_timeout_s: How long a write waits for another process's write lock.
-
-    Examples:
-        .. code-block:: python
-
-            db = SQLiteDatabase(".dagster_home/ledger.sqlite", name="ledger")
-            db.create_schema(["CREATE TABLE IF NOT EXISTS notes (body TEXT)"])
-            with db.writing() as conn:
-                conn.execute("INSERT INTO notes VALUES ('hello')")
-            db.close()
-    """
-
-    def __init__(
-        self, path: str | os.PathLike[str], *, name: str, busy_timeout_s: float = 30.0
-    ) -> None:
-        self.path = Path(path).expanduser().absolute()
-        self._name = name
-        self._busy_timeout_s = busy_timeout_s
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LedgerUnavailableError(
-                f"cannot create the directory for the SQLite {name} {self.path}: {exc}"
-            ) from exc
-        self._pool: ConnectionPool[sqlite3.Connection] = ConnectionPool(
-            self._connect, sqlite3.Connection.close
-        )
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            # Autocommit mode: transactions are opened explicitly, so writes can BEGIN IMMEDIATE.
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            # In WAL mode NORMAL survives any process crash; only an OS crash or power cut can
-            # drop the last commits. FULL would fsync every commit, and `LedgerWriter` commits
-            # once per response.
-            conn.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as exc:
-            raise LedgerUnavailableError(
-                f"cannot open the SQLite {self._name} {self.path}: {exc}"
-            ) from exc
-        return conn
-
-    def create_schema(self, statements: Sequence[str]) -> None:
-        """Switch the file to WAL mode, then run ``statements`` in one write transaction."""
-        with self._pool.connection() as conn:
-            switch_to_wal(conn, timeout_s=self._busy_timeout_s)
-            with self._transaction(conn):
-                for statement in statements:
-                    conn.execute(statement)
-
-    def connection(self) -> AbstractContextManager[sqlite3.Connection]:
-        """Lend a connection for reads (autocommit: each statement is its own transaction)."""
-        return self._pool.connection()
-
-    @contextmanager
-    def writing(self) -> Iterator[sqlite3.Connection]:
-        """Lend a connection inside a ``BEGIN IMMEDIATE`` transaction, committed on success."""
-        with self._pool.connection() as conn, self._transaction(conn):
-            yield conn
-
-    @staticmethod
-    @contextmanager
-    def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def close(self) -> None:
-        """Close every connection; the database cannot be used afterwards."""
-        self._pool.close()
