@@ -15,7 +15,7 @@ WORKER_CONCURRENCY ?= 2
 LOCK := constraints.txt
 LATEST := .venv-latest
 
-.PHONY: install demo ui test test-latest lock bench lint clean services workers
+.PHONY: install demo ui test test-latest lock bench lint docs clean services workers
 
 $(BIN)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,10 @@ bench: install services
 lint: install
 	$(BIN)/ruff check .
 	MYPY=$(BIN)/mypy tools/typecheck.sh
+
+# The documentation site (mkdocs.yml, docs/) into site/; any warning fails the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf .dagster_home data

@@ -1,0 +1,156 @@
+"""The documentation runs: every Python block of the docs and the README, and the site build.
+
+Each page's ```python blocks run in order in one namespace, in a subprocess of their own, with
+``LLM_ASSETS_OFFLINE=1`` and a fresh ``DAGSTER_HOME`` and working directory, so a block that
+stops working fails here by page and line. A block that cannot run here (it needs a running
+Dagster instance, say) is preceded by ``<!-- not-run: why -->``; keep those few.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
+_FENCE = re.compile(r"^(`{3,})(\S*)(.*)$")
+_NOT_RUN = re.compile(r"^<!-- not-run: (.*\S) -->$")
+
+# Runs in the child: executes the blocks given as JSON on stdin in one namespace.
+_DRIVER = """
+import json, sys
+blocks = json.load(sys.stdin)
+namespace = {"__name__": "__docs__"}
+for block in blocks:
+    code = compile(block["code"], f"{block['page']}:{block['line']}", "exec")
+    exec(code, namespace)
+"""
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced code block of a page."""
+
+    page: str
+    line: int  # of the first line of code, 1-based
+    language: str
+    code: str
+    not_run: str | None  # the reason, when marked not-run
+
+
+def blocks_of(path: Path) -> list[Block]:
+    """Every fenced block of ``path``, with its language and not-run reason."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found: list[Block] = []
+    index = 0
+    while index < len(lines):
+        match = _FENCE.match(lines[index].strip())
+        if not match:
+            index += 1
+            continue
+        fence, language = match.group(1), match.group(2)
+        indent = len(lines[index]) - len(lines[index].lstrip())
+        start = index + 1
+        end = start
+        while end < len(lines) and lines[end].strip() != fence:
+            end += 1
+        before = (lines[i].strip() for i in range(index - 1, -1, -1))
+        previous = next((line for line in before if line), "")
+        reason = _NOT_RUN.match(previous)
+        code = "\n".join(line[indent:] for line in lines[start:end])
+        found.append(
+            Block(
+                page=str(path.relative_to(ROOT)),
+                line=start + 1,
+                language=language,
+                code=code,
+                not_run=reason.group(1) if reason else None,
+            )
+        )
+        index = end + 1
+    return found
+
+
+def python_blocks(path: Path) -> list[Block]:
+    """The page's Python blocks."""
+    return [block for block in blocks_of(path) if block.language == "python"]
+
+
+def _pages_with_python() -> list[Path]:
+    return [page for page in PAGES if python_blocks(page)]
+
+
+def test_pages_are_found() -> None:
+    assert ROOT / "README.md" in PAGES
+    assert len(PAGES) > 10, PAGES
+
+
+@pytest.mark.timeout(10)
+def test_not_run_blocks_are_few_and_say_why() -> None:
+    marked = [b for page in PAGES for b in python_blocks(page) if b.not_run is not None]
+    runnable = [b for page in PAGES for b in python_blocks(page) if b.not_run is None]
+    assert len(marked) <= 3, [f"{b.page}:{b.line}: {b.not_run}" for b in marked]
+    assert len(runnable) >= 10 * max(1, len(marked))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("page", _pages_with_python(), ids=lambda page: str(page.relative_to(ROOT)))
+def test_python_blocks_run(page: Path, tmp_path: Path) -> None:
+    blocks = [
+        {"page": block.page, "line": block.line, "code": block.code}
+        for block in python_blocks(page)
+        if block.not_run is None
+    ]
+    if not blocks:
+        pytest.skip(f"every Python block of {page.name} is marked not-run")
+    env = {
+        **os.environ,
+        "LLM_ASSETS_OFFLINE": "1",
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    (tmp_path / "dagster_home").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", _DRIVER],
+        input=json.dumps(blocks),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert result.returncode == 0, (
+        f"a Python block of {page.relative_to(ROOT)} failed:\n{result.stderr[-4000:]}"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_site_builds_strict(tmp_path: Path) -> None:
+    missing = [
+        name
+        for name in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
+        if importlib.util.find_spec(name.split(".")[0]) is None
+        or importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        pytest.skip(f"the docs tools are not installed ({', '.join(missing)}): make install")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (tmp_path / "site" / "index.html").exists()
