@@ -261,7 +261,10 @@ def trace_row(
         tool_calls=json.loads(row.get(_TOOL_CALLS) or "[]"),
         plan_request_hash=row.get(_PLAN_HASH),
     )
-    for parent in sorted(assets_def.dependency_keys, key=lambda k: k.to_user_string()):
+    # The asset's own inputs: not the keys its siblings in the same definition read (the
+    # quarantine reads the asset's own table).
+    parents = assets_def.asset_deps.get(key, set()) - set(assets_def.keys)
+    for parent in sorted(parents, key=lambda k: k.to_user_string()):
         event = instance.get_latest_materialization_event(parent)
         if partition is not None:
             records = instance.fetch_materializations(
