@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from llm_assets.simulator import PortInUseError, SimulatorProcess, SimulatorServer
+from llm_assets.simulator.__main__ import build_parser, config_from_args
 
 HOST = "127.0.0.1"
 
@@ -58,3 +59,14 @@ def test_process_on_a_taken_port_raises_port_in_use(taken_port: int) -> None:
     with pytest.raises(PortInUseError, match=f"port {taken_port} on {HOST} is already in use"):
         runner.start()
     assert runner.url == ""
+
+
+@pytest.mark.timeout(30)
+def test_list_knobs_take_whole_words_from_the_command_line() -> None:
+    args = build_parser().parse_args(
+        ["--accepted-params", "top_k", "min_p", "--accepted-params", "seed_x",
+         "--accepted-models", "my-local-model"]
+    )  # fmt: skip
+    config = config_from_args(args)
+    assert config.accepted_params == ["top_k", "min_p", "seed_x"]
+    assert config.accepted_models == ["my-local-model"]

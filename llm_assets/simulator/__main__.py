@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -56,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         if field.annotation is bool:
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=None, help=field.description
+            )
+        elif typing.get_origin(field.annotation) is list:
+            # --accepted-params top_k --accepted-params min_p (or --accepted-params top_k min_p)
+            (item,) = typing.get_args(field.annotation)
+            parser.add_argument(
+                flag, type=item, nargs="+", action="extend", default=None, help=field.description
             )
         else:
             kind: Any = field.annotation
