@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     trace.add_argument("--json", action="store_true", help="print JSON")
     _add_code_location_options(trace)
     args = parser.parse_args(argv)
-    # Beta/preview notices about Dagster's APIs, raised while code loads, are noise here.
-    warnings.filterwarnings("ignore", module="dagster")
-    for category in (dg.BetaWarning, dg.PreviewWarning):
-        warnings.filterwarnings("ignore", category=category)
-
     try:
         if args.command == "trace":
             return _trace(args)
