@@ -8,8 +8,15 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from pydantic import BaseModel
 
-from llm_assets.planner import PlanTooLargeError, ToolDefinitionError, planned_asset
+from llm_assets.planner import (
+    PlanTooLargeError,
+    ToolDefinitionError,
+    planned_asset,
+    registered_tool,
+    tool,
+)
 from llm_assets.simulator import SimulatorServer
 from llm_assets.task import LLMTask
 from tests import planner_support as support
@@ -220,6 +227,27 @@ def test_definition_errors_name_the_fix() -> None:
             tools=["lookup_product"],
             synthesizer=without_results,
         )
+
+
+class FreeForm(BaseModel):
+    filters: dict[str, str]
+
+
+class Found(BaseModel):
+    n: int
+
+
+def test_a_tool_whose_arguments_strict_mode_refuses_fails_where_it_is_defined() -> None:
+    with pytest.raises(ToolDefinitionError) as refused:
+
+        @tool(name="free_form_search")
+        def search(args: FreeForm) -> Found:
+            return Found(n=0)
+
+    message = str(refused.value)
+    assert "tool 'free_form_search'" in message
+    assert "FreeForm.filters: 'additionalProperties' must be false" in message
+    assert registered_tool("free_form_search") is None
 
 
 def test_public_face_exports_exactly_its_public_names() -> None:

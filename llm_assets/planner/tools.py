@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from llm_assets.planner.errors import ToolDefinitionError
+from llm_assets.resources.llm import strict_schema_problems
 from llm_assets.task import canonical_json, strict_json_schema
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
@@ -161,8 +162,8 @@ def tool(
         The ``Tool`` (still callable like the function).
 
     Raises:
-        ToolDefinitionError: Bad name, missing annotations, or the name is taken by another
-            function.
+        ToolDefinitionError: Bad name, missing annotations, arguments the provider's strict
+            mode refuses (named by field), or the name is taken by another function.
 
     Examples:
         >>> from pydantic import BaseModel
@@ -188,6 +189,13 @@ def tool(
                 "digits and '_' (at most 64); pass name=... to @tool"
             )
         args_model, result_model = _models_of(func)
+        problems = strict_schema_problems(strict_json_schema(args_model), args_model.__name__)
+        if problems:
+            listed = "\n".join(f"  - {problem}" for problem in problems)
+            raise ToolDefinitionError(
+                f"tool '{tool_name}': the provider's strict function calling would refuse its "
+                f"arguments {args_model.__name__} ({len(problems)} problem(s)):\n{listed}"
+            )
         text = description or inspect.getdoc(func) or ""
         made = Tool(
             name=tool_name,
