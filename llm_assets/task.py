@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from llm_assets.resources.errors import SchemaError
 from llm_assets.resources.llm import (
     estimate_prompt_tokens,
+    is_reasoning_model,
     strict_schema_problems,
     to_strict_json_schema,
 )
@@ -178,6 +179,21 @@ class LLMTask(BaseModel):
         if not (isinstance(value, type) and issubclass(value, BaseModel)):
             raise TypeError("output_schema must be a pydantic BaseModel subclass")
         return value
+
+    @model_validator(mode="after")
+    def _fits_a_pinned_reasoning_model(self) -> LLMTask:
+        if self.model and is_reasoning_model(self.model):
+            if self.max_tokens_param == "max_tokens":
+                raise ValueError(
+                    f"model '{self.model}' is a reasoning model: it refuses max_tokens; pass "
+                    "max_tokens_param='max_completion_tokens'"
+                )
+            if self.temperature not in (None, 1, 1.0):
+                raise ValueError(
+                    f"model '{self.model}' is a reasoning model: it takes only the default "
+                    f"temperature, not {self.temperature}; pass temperature=None"
+                )
+        return self
 
     @model_validator(mode="after")
     def _schema_is_accepted(self) -> LLMTask:

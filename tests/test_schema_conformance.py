@@ -346,3 +346,18 @@ def test_a_sibling_of_a_ref_and_a_missing_required_are_refused_in_a_raw_schema()
         p.startswith("answer: every property must be required; not required: b") for p in found
     )
     assert any(p.startswith("answer.$defs.A: 'additionalProperties' must be false") for p in found)
+
+
+def test_a_task_pinned_to_a_reasoning_model_must_send_what_it_takes() -> None:
+    with pytest.raises(ValueError, match="pass max_tokens_param='max_completion_tokens'"):
+        LLMTask(name="t", user_prompt="{x}", output_schema=Flat, model="o4-mini")
+    with pytest.raises(ValueError, match=r"not 0\.0; pass temperature=None"):
+        LLMTask(
+            name="t", user_prompt="{x}", output_schema=Flat, model="o3",
+            max_tokens_param="max_completion_tokens",
+        )  # fmt: skip
+    fits = LLMTask(
+        name="t", user_prompt="{x}", output_schema=Flat, model="o3",
+        max_tokens_param="max_completion_tokens", temperature=None,
+    )  # fmt: skip
+    assert "max_tokens" not in fits.request_body([], "o3")

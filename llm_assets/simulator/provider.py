@@ -21,6 +21,7 @@ from typing import Any
 from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
 from pydantic import TypeAdapter, ValidationError
 
+from llm_assets.resources.llm.models import is_reasoning_model
 from llm_assets.resources.llm.schema import strict_schema_problems
 from llm_assets.simulator.parsing import InvalidRequest
 
@@ -35,8 +36,6 @@ KNOWN_MODELS = frozenset(
     }
 )  # fmt: skip
 _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
-#: Reasoning models take ``max_completion_tokens`` and only the default temperature.
-REASONING_MODEL = re.compile(r"^(o[1-9]|gpt-5)(?!.*-chat)")
 
 
 class ModelNotFound(InvalidRequest):
@@ -119,7 +118,7 @@ def check_chat_body(
             "model",
             code="model_not_found",
         )
-    if REASONING_MODEL.match(model):
+    if is_reasoning_model(model):
         _check_reasoning(body, model)
     _check_schemas(body)
 
