@@ -4,10 +4,11 @@ This module knows nothing of Dagster's decorators; ``llm_assets.factory`` wraps 
 
 1. check the columns the templates need (before any request);
 2. render one request per row and hash it (the ledger key); identical requests collapse;
-3. look every key up in the ledger in bulk;
+3. look every key up in the ledger in bulk (`ResponseLedger.answer` without a send);
 4. estimate the cost of the misses and refuse to start over budget;
-5. claim the misses in the ledger and send those this step won, recording each response as it
-   arrives; wait for the answers to requests another run claimed (or for its lease to run out);
+5. hand the misses to `ResponseLedger.answer`, which claims them, sends those this step won,
+   records each response as it arrives and waits for the answers to requests another run
+   claimed (the ledger owns paying once, and riding out an outage of its database);
 6. validate each answer; an answer that does not match the schema gets a bounded number of
    repair requests; a row that still fails is kept as ``failed`` and quarantined.
 """
@@ -16,11 +17,9 @@ from __future__ import annotations
 
 import gc
 import logging
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pandas as pd
@@ -28,9 +27,9 @@ import pandas as pd
 from llm_assets.batching import BatchMode, BatchPlan
 from llm_assets.planning import PlannedRow, check_columns, plan_chunks, repair_request
 from llm_assets.progress import progress_logger
-from llm_assets.provenance import BATCH_ID_FIELD, answer_content, parse_answer
+from llm_assets.provenance import answer_content, parse_answer
 from llm_assets.resources.errors import BudgetExceededError
-from llm_assets.resources.ledger import LedgerEntry, ResponseLedger, claim_owner
+from llm_assets.resources.ledger import Answers, LedgerFigures, Payer, ResponseLedger, Send
 from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource, cost_usd
 from llm_assets.summary import StepSummary, money
 from llm_assets.tables import Resolution, RunStamp, TableBuilder
@@ -67,8 +66,12 @@ class StepOutput:
         return StepSummary.total(self.summaries.values())
 
 
+#: Without a ledger every request is paid for: nothing is looked up, claimed or recorded.
+_NO_LEDGER = ResponseLedger(enabled=False)
+
+
 class _Fetcher:
-    """Answers requests from the ledger or the endpoint, paying for each at most once."""
+    """Answers requests through the ledger (`ResponseLedger.answer`) and counts the figures."""
 
     def __init__(
         self,
@@ -81,9 +84,10 @@ class _Fetcher:
         max_cost_usd: float | None,
         task_version: str,
     ) -> None:
-        self.task, self.llm, self.ledger, self.step = task, llm, ledger, step
+        self.task, self.llm, self.step = task, llm, step
+        self.ledger = ledger if ledger is not None else _NO_LEDGER
         self.summaries, self.log, self.max_cost_usd = summaries, log, max_cost_usd
-        self.task_version = task_version
+        self.payer = Payer(step.run_id, step.asset_key, task_version)
         self.spent = 0.0
         self.estimated_usd = 0.0
         #: Batches whose answers this step assembles first: paid by their submitting run.
@@ -92,11 +96,27 @@ class _Fetcher:
     def fetch(
         self, requests: Mapping[str, ChatRequest], partition_of: Mapping[str, str | None]
     ) -> dict[str, Resolution]:
-        answers = self.lookup(requests, partition_of)
-        misses = [req for key, req in requests.items() if key not in answers]
-        if misses:
-            answers.update(self.send(misses, requests, partition_of))
-        return answers
+        """Answers from the ledger, or paid for now: each request paid for at most once."""
+        budget = None if self.max_cost_usd is None else self.max_cost_usd - self.spent
+        answers = self._answer(requests, partition_of, self._send, budget)
+        self.spent += answers.spent_usd
+        if answers.unsent:
+            budget_usd = self.max_cost_usd or 0.0
+            raise BudgetExceededError(
+                f"asset '{self.step.asset_key}' stopped sending after spending "
+                f"{money(self.spent)} of its {money(budget_usd)} budget (estimate for the step: "
+                f"{money(self.estimated_usd)}); {answers.unsent} "
+                "requests were not sent. Everything paid for is in the ledger: raise "
+                "max_cost_usd and re-materialize to pay only for the rest",
+                spent_usd=self.spent,
+                estimated_usd=self.estimated_usd,
+                budget_usd=budget_usd,
+            )
+        with _gc_paused():
+            out = {key: Resolution.from_entry(entry) for key, entry in answers.found.items()}
+            run_id = self.step.run_id
+            out.update((k, Resolution.from_result(r, run_id)) for k, r in answers.paid.items())
+        return out
 
     def lookup(
         self, requests: Mapping[str, ChatRequest], partition_of: Mapping[str, str | None]
@@ -107,29 +127,14 @@ class _Fetcher:
         earlier work the ledger saved paying for again.
         """
         with _gc_paused():
-            hits: dict[str, LedgerEntry] = (
-                self.ledger.get_many(list(requests)) if self.ledger else {}
-            )
+            found = self._answer(requests, partition_of, None, None).found
             # Keyed by the caller's key strings, so each key is held once however many tables
             # and dicts refer to it.
-            answers = {key: Resolution.from_entry(hits[key]) for key in requests if key in hits}
-        discount = self.llm.batch_discount
-        for key, entry in hits.items():
-            part = self.summaries[partition_of.get(key)]
-            batch_id = entry.response.get(BATCH_ID_FIELD) if entry.response else None
-            if batch_id is not None and batch_id in self.assembling:
-                part.batch_answered += 1
-                part.batch_cost_usd += entry.cost_usd
-                if discount > 0:
-                    part.batch_saved_usd += entry.cost_usd * (1 / discount - 1)
-            else:
-                part.cache_hits += 1
-                part.saved_usd += entry.cost_usd
-        return answers
+            return {key: Resolution.from_entry(found[key]) for key in requests if key in found}
 
     def reload(self, keys: list[str]) -> dict[str, Resolution]:
         """Answers the ledger gave this step before (repeated rows): not counted again."""
-        if not keys or not self.ledger:
+        if not keys or self.ledger is _NO_LEDGER:
             return {}
         with _gc_paused():
             found = self.ledger.get_many(keys)
@@ -148,101 +153,43 @@ class _Fetcher:
         self.estimated_usd = total
         return total
 
-    def send(
+    def _answer(
         self,
-        misses: list[ChatRequest],
         requests: Mapping[str, ChatRequest],
         partition_of: Mapping[str, str | None],
-    ) -> dict[str, Resolution]:
-        """Pays for the misses this step wins the claim of; waits for the others' answers."""
-        claims = self.ledger.claims(claim_owner(self.step.run_id)) if self.ledger else None
-        if claims is None:
-            return self._pay(misses, requests, partition_of)
-        assert self.ledger is not None
-        answers: dict[str, Resolution] = {}
-        pending = {request.key: request for request in misses}
-        waited = False
-        with claims:
-            while True:
-                won = claims.claim(list(pending))
-                mine = [pending.pop(key) for key in list(pending) if key in won]
-                if mine:
-                    answers.update(self._pay(mine, requests, partition_of))
-                if not pending:
-                    return answers
-                if not waited:
-                    waited = True
-                    self.log.info(
-                        f"{self.step.asset_key}: waiting for {len(pending)} requests another "
-                        "run is paying for (claimed in the ledger); their answers are reused"
-                    )
-                time.sleep(self.ledger.claim_poll_s)
-                landed = self.lookup({key: pending[key] for key in pending}, partition_of)
-                for key in landed:
-                    del pending[key]
-                answers.update(landed)
-                if not pending:
-                    return answers
-
-    def _pay(
-        self,
-        misses: list[ChatRequest],
-        requests: Mapping[str, ChatRequest],
-        partition_of: Mapping[str, str | None],
-    ) -> dict[str, Resolution]:
-        results: dict[str, ChatResult] = {}
-        writer = self.ledger.writer() if self.ledger else None
-
-        def on_result(result: ChatResult) -> None:
-            results[result.key] = result
-            self.spent += result.cost_usd
-            part = self.summaries[partition_of.get(result.key)]
-            part.requests_sent += 1
-            part.input_tokens += result.input_tokens
-            part.output_tokens += result.output_tokens
-            part.cost_usd += result.cost_usd
-            if result.ok and writer is not None:
-                writer.add(self._entry(result, requests[result.key], partition_of.get(result.key)))
-
-        def over_budget() -> bool:
-            return self.max_cost_usd is not None and self.spent >= self.max_cost_usd
-
-        progress = progress_logger(self.log, self.step.asset_key, len(misses))
-        if writer is not None:
-            with writer:
-                self.llm.run_requests(misses, on_result, should_stop=over_budget, progress=progress)
-        else:
-            self.llm.run_requests(misses, on_result, should_stop=over_budget, progress=progress)
-        if len(results) < len(misses):
-            budget = self.max_cost_usd or 0.0
-            raise BudgetExceededError(
-                f"asset '{self.step.asset_key}' stopped sending after spending "
-                f"{money(self.spent)} of its {money(budget)} budget (estimate for the step: "
-                f"{money(self.estimated_usd)}); {len(misses) - len(results)} "
-                "requests were not sent. Everything paid for is in the ledger: raise "
-                "max_cost_usd and re-materialize to pay only for the rest",
-                spent_usd=self.spent,
-                estimated_usd=self.estimated_usd,
-                budget_usd=budget,
-            )
-        return {key: Resolution.from_result(r, self.step.run_id) for key, r in results.items()}
-
-    def _entry(self, result: ChatResult, request: ChatRequest, partition: str | None) -> Any:
-        return LedgerEntry(
-            key=result.key,
-            response=result.body or {},
-            request=request.body,
-            model=result.model,
-            input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens,
-            cost_usd=result.cost_usd,
-            latency_s=result.latency_s,
-            created_at=datetime.now(UTC),
-            run_id=self.step.run_id,
-            asset_key=self.step.asset_key,
-            partition_key=partition,
-            task_version=self.task_version,
+        send: Send | None,
+        budget_usd: float | None,
+    ) -> Answers:
+        answers = self.ledger.answer(
+            requests,
+            send,
+            payer=self.payer,
+            partition_of=partition_of,
+            budget_usd=budget_usd,
+            assembling=self.assembling,
+            batch_discount=self.llm.batch_discount,
+            log=self.log,
         )
+        for partition, figures in answers.figures.items():
+            summary = self.summaries[partition]
+            for name in _FIGURES:
+                setattr(summary, name, getattr(summary, name) + getattr(figures, name))
+        return answers
+
+    def _send(
+        self,
+        requests: list[ChatRequest],
+        on_result: Callable[[ChatResult], None],
+        *,
+        should_stop: Callable[[], bool],
+    ) -> object:
+        progress = progress_logger(self.log, self.step.asset_key, len(requests))
+        return self.llm.run_requests(
+            requests, on_result, should_stop=should_stop, progress=progress
+        )
+
+
+_FIGURES = tuple(f.name for f in fields(LedgerFigures))
 
 
 @contextmanager
@@ -330,7 +277,7 @@ def run_task(
             return StepOutput({}, {}, summaries, task_version, plan)
         unknown = []
     if unknown:
-        answered = fetcher.send(unknown, requests, partition_of)
+        answered = fetcher.fetch({request.key: request for request in unknown}, partition_of)
         unknown.clear()
         with _gc_paused():
             for key, resolution in answered.items():

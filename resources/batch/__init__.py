@@ -10,6 +10,7 @@ from llm_assets.resources.batch.client import BatchClient
 from llm_assets.resources.batch.jsonl import MAX_BYTES_PER_FILE, MAX_LINES_PER_FILE, BatchLine
 from llm_assets.resources.batch.postgres import PostgresBatchStore
 from llm_assets.resources.batch.records import (
+    BATCH_ID_FIELD,
     BATCH_STATES,
     HARVESTED,
     OPENAI_STATES,
@@ -22,6 +23,7 @@ from llm_assets.resources.batch.status import BatchStatus, SubmittedBatch
 from llm_assets.resources.batch.store import BatchStore
 
 __all__ = [
+    "BATCH_ID_FIELD",
     "BATCH_STATES",
     "HARVESTED",
     "MAX_BYTES_PER_FILE",

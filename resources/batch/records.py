@@ -35,6 +35,9 @@ HARVESTED = "harvested"
 BATCH_STATES = OPENAI_STATES | {HARVESTED}
 """Every state a ``BatchRecord`` may hold."""
 
+BATCH_ID_FIELD = "llm_assets_batch_id"
+"""Key under which a ledger entry's response body names the batch that answered it."""
+
 
 def check_state(state: str) -> str:
     """Return ``state`` if it is a known batch state.

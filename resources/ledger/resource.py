@@ -1,37 +1,37 @@
 """The response ledger: a durable, content-addressed store of paid-for LLM responses.
 
-Before calling the LLM an asset looks up every row's request key with `ResponseLedger.get_many`,
-sends only the misses, and records each response through a `LedgerWriter` as it arrives. A crash
-loses at most the calls in flight; a re-run pays only for rows not yet in the ledger.
+An asset hands its requests to `ResponseLedger.answer`, which looks every request key up,
+claims and sends only the misses, and records each response as it arrives. A crash loses at
+most the calls in flight; a re-run pays only for rows not yet in the ledger; a database outage
+shorter than ``outage_limit_s`` loses nothing.
 
-The resource is the ledger's face for assets; building blocks live in ``core`` (errors, entry,
-backend interface), ``writer``, ``sqlite`` and ``postgres``.
+The resource is the ledger's face for assets; building blocks live in ``answer`` (the flow),
+``core`` (entry, backend interface), ``claims``, ``writer``, ``journal``, ``outage``,
+``sqlite`` and ``postgres``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from llm_assets.resources.batch import BatchStore, PostgresBatchStore, SQLiteBatchStore
-from llm_assets.resources.errors import UserError
-from llm_assets.resources.ledger.claims import RequestClaims
-from llm_assets.resources.ledger.core import (
-    LedgerBackend,
-    LedgerConfigError,
-    LedgerEntry,
-)
+from llm_assets.resources.ledger.answer import Answers, LedgerAccess, Payer, Send, answer_requests
+from llm_assets.resources.ledger.claims import RequestClaims, claim_owner
+from llm_assets.resources.ledger.core import LedgerBackend, LedgerEntry
+from llm_assets.resources.ledger.journal import LedgerJournal, replay_journals
+from llm_assets.resources.ledger.location import journal_dir, postgres_url, sqlite_file
 from llm_assets.resources.ledger.postgres import PostgresLedgerBackend
 from llm_assets.resources.ledger.sqlite import SQLiteLedgerBackend
 from llm_assets.resources.ledger.writer import LedgerWriter
-from llm_assets.resources.settings import POSTGRES_URL_ENV_VAR, dagster_home, resolve_setting
+from llm_assets.resources.llm import ChatRequest
+from llm_assets.resources.settings import POSTGRES_URL_ENV_VAR
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +41,20 @@ _BUILD_LOCK = threading.Lock()
 class ResponseLedger(dg.ConfigurableResource):
     """Durable ledger of paid-for LLM responses, keyed by the sha256 of the canonical request.
 
-    Look up all rows with `get_many` before calling the LLM, send only the misses, and record each
-    response with `writer` as it arrives: no token is paid for twice and every row can be traced
-    back to the run, asset and partition that paid for it. SQLite suits one host (several
-    processes may write at once); PostgreSQL suits a shared deployment.
+    `answer` looks every request up, sends only the misses and records each response as it
+    arrives: no token is paid for twice and every row can be traced back to the run, asset and
+    partition that paid for it. SQLite suits one host (several processes may write at once);
+    PostgreSQL suits a shared deployment.
 
-    Steps that miss the same request at once pay for it once: each claims its misses with
-    `claims` before sending (a lease of ``claim_lease_s`` seconds, renewed while it runs) and
-    waits for the answers to requests another step claimed.
+    Steps that miss the same request at once pay for it once: each claims its misses before
+    sending (a lease of ``claim_lease_s`` seconds, renewed while it runs) and waits for the
+    answers to requests another step claimed.
+
+    A database outage (a restart, a failover) shorter than ``outage_limit_s`` fails nothing:
+    lookups and claims wait for it, and answers arriving meanwhile are kept in memory and in a
+    journal under `journal_dir` until they can be written. A longer one fails the step with
+    `LedgerUnavailableError`, its answers in the journal; the next step that opens the ledger
+    records them before looking anything up, so the rerun pays only for rows never answered.
 
     Outside Dagster execution (a CLI, a notebook) construct it directly and call `get_backend`.
 
@@ -57,28 +63,32 @@ class ResponseLedger(dg.ConfigurableResource):
 
             import dagster as dg
 
-            from llm_assets.resources.ledger import ResponseLedger
+            from llm_assets.resources.ledger import Payer, ResponseLedger
+            from llm_assets.resources.llm import ChatRequest, LLMResource
 
 
             @dg.asset
-            def review_insights(ledger: ResponseLedger) -> dg.MaterializeResult:
-                keys: list[str] = []  # sha256 of each row's canonical request
-                done = ledger.get_many(keys)
-                with ledger.writer() as writer:
-                    for key in keys:
-                        if key not in done:
-                            ...  # call the LLM, then writer.add(LedgerEntry(key=key, ...))
+            def review_insights(
+                context: dg.AssetExecutionContext, llm: LLMResource, ledger: ResponseLedger
+            ) -> dg.MaterializeResult:
+                requests: dict[str, ChatRequest] = {}  # by ledger key, rendered from the rows
+                answers = ledger.answer(
+                    requests,
+                    llm.run_requests,
+                    payer=Payer(context.run_id, "review_insights", task_version="v1"),
+                )
                 return dg.MaterializeResult(
-                    metadata={"reused": len(done), "paid": writer.written}
+                    metadata={"reused": len(answers.found), "paid": len(answers.paid)}
                 )
 
 
             defs = dg.Definitions(
                 assets=[review_insights],
                 resources={
+                    "llm": LLMResource(api_key=dg.EnvVar("OPENAI_API_KEY")),
                     "ledger": ResponseLedger(
                         backend="postgres", postgres_url=dg.EnvVar("DAGSTER_PG_URL")
-                    )
+                    ),
                 },
             )
     """
@@ -117,6 +127,20 @@ class ResponseLedger(dg.ConfigurableResource):
         description="How often a step waiting on requests another step claimed checks the "
         "ledger for their answers (and for leases that ran out).",
     )
+    outage_limit_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="How long the ledger's database may stay unreachable (a restart, a managed "
+        "failover) before a step fails. Meanwhile lookups and claims wait, and answers that "
+        "arrive are kept in memory and in a journal file, written when the database is back. "
+        "0 fails at once.",
+    )
+    journal_dir: str | None = Field(
+        default=None,
+        description="Directory of the journals holding answers paid during an outage; default "
+        "next to the SQLite file (<file>.unwritten/), or $DAGSTER_HOME/ledger.unwritten/<id>/ "
+        "for PostgreSQL. A step that opens the ledger records what it finds there first.",
+    )
     enabled: bool = Field(
         default=True,
         description="False disables the ledger for debugging: no lookups, no writes, every call "
@@ -145,8 +169,85 @@ class ResponseLedger(dg.ConfigurableResource):
         if self._backend is None:
             with _BUILD_LOCK:
                 if self._backend is None:
-                    self._backend = self._build_backend()
+                    backend = self._build_backend()
+                    replayed = replay_journals(self.journal_path(), backend)
+                    if replayed:
+                        logger.info("recorded %d answers kept through an outage", replayed)
+                    self._backend = backend
         return self._backend
+
+    def answer(
+        self,
+        requests: Mapping[str, ChatRequest],
+        send: Send | None = None,
+        *,
+        payer: Payer,
+        partition_of: Mapping[str, str | None] | None = None,
+        budget_usd: float | None = None,
+        assembling: frozenset[str] = frozenset(),
+        batch_discount: float = 0.0,
+        log: Any = None,
+    ) -> Answers:
+        """Answer ``requests``: look up, claim the misses, send those won, record each answer.
+
+        Every request is paid for at most once, across runs, processes and hosts: answers in
+        the ledger are reused, a miss another step is paying for right now is waited for, and
+        each answer paid here is recorded the moment it arrives. Without ``send`` it only
+        looks up. A disabled ledger answers nothing and records nothing.
+
+        Args:
+            requests: The requests, by ledger key.
+            send: Sends requests and reports each result (`LLMResource.run_requests` does);
+                ``None`` looks up only.
+            payer: Run, asset and task version stamped on every entry recorded.
+            partition_of: The partition each key counts for, in ``Answers.figures``.
+            budget_usd: Stop sending once the requests sent by this call cost this much;
+                ``Answers.unsent`` counts those left.
+            assembling: Ids of the batches whose answers the caller assembles now: they count
+                as batch spend, not as savings.
+            batch_discount: The Batch API's price factor, for ``batch_saved_usd``.
+            log: Where the call says it waits for another step (Dagster's ``context.log``).
+
+        Returns:
+            The answers found and paid, and per-partition figures.
+
+        Raises:
+            LedgerUnavailableError: The database stayed unreachable for ``outage_limit_s``;
+                every answer paid is in the journal.
+
+        Examples:
+            >>> import tempfile
+            >>> from llm_assets.resources.llm import ChatRequest
+            >>> tmp = tempfile.mkdtemp()
+            >>> ledger = ResponseLedger(sqlite_path=f"{tmp}/ledger.sqlite")
+            >>> request = ChatRequest("k1", {"model": "sim-small", "messages": []}, 5)
+            >>> answers = ledger.answer({"k1": request}, payer=Payer("run-1", "a", "v1"))
+            >>> answers.found, answers.paid
+            ({}, {})
+            >>> ledger.get_backend().close()
+        """
+        access = (
+            LedgerAccess(
+                backend=self.get_backend(),
+                claim_lease_s=self.claim_lease_s,
+                claim_poll_s=self.claim_poll_s,
+                outage_limit_s=self.outage_limit_s,
+                journal_dir=self.journal_path(),
+            )
+            if self.enabled
+            else LedgerAccess(backend=None)
+        )
+        return answer_requests(
+            access,
+            requests,
+            send,
+            payer=payer,
+            partition_of=partition_of,
+            budget_usd=budget_usd,
+            assembling=assembling,
+            batch_discount=batch_discount,
+            log=log,
+        )
 
     def batch_store(self) -> BatchStore:
         """Return the store of OpenAI batch records in the ledger's database, opening it once.
@@ -180,9 +281,7 @@ class ResponseLedger(dg.ConfigurableResource):
                     self._batch_store = (
                         SQLiteBatchStore(self.sqlite_file())
                         if self.backend == "sqlite"
-                        else PostgresBatchStore(
-                            self._resolve_postgres_url(), schema=self.postgres_schema
-                        )
+                        else PostgresBatchStore(self._postgres_url(), schema=self.postgres_schema)
                     )
         return self._batch_store
 
@@ -214,10 +313,23 @@ class ResponseLedger(dg.ConfigurableResource):
             return 0, 0.0
         return self.get_backend().spend(run_id=run_id, asset_key=asset_key)
 
-    def writer(self, *, batch_size: int = 64, max_delay_s: float = 0.0) -> LedgerWriter:
-        """Return a `LedgerWriter` for recording responses as they arrive; use it with ``with``."""
+    def writer(
+        self, *, batch_size: int = 64, max_delay_s: float = 0.0, owner: str = "writer"
+    ) -> LedgerWriter:
+        """Return a `LedgerWriter` for recording responses as they arrive; use it with ``with``.
+
+        It rides out outages up to ``outage_limit_s``, keeping answers in a journal named
+        after ``owner`` under `journal_path`.
+        """
         backend = self.get_backend() if self.enabled else None
-        return LedgerWriter(backend, batch_size=batch_size, max_delay_s=max_delay_s)
+        journal = LedgerJournal(self.journal_path(), claim_owner(owner))
+        return LedgerWriter(
+            backend,
+            batch_size=batch_size,
+            max_delay_s=max_delay_s,
+            journal=journal,
+            outage_limit_s=self.outage_limit_s,
+        )
 
     def claims(self, owner: str) -> RequestClaims | None:
         """Return ``owner``'s `RequestClaims` (use it with ``with``), or None when claims are off.
@@ -241,25 +353,18 @@ class ResponseLedger(dg.ConfigurableResource):
 
     def sqlite_file(self) -> Path:
         """The SQLite file the ``sqlite`` backend uses."""
-        path = resolve_setting(self.sqlite_path, field="ResponseLedger.sqlite_path")
-        return Path(path) if path else dagster_home() / "ledger.sqlite"
+        return sqlite_file(self.sqlite_path)
+
+    def journal_path(self) -> Path:
+        """The directory of this ledger's outage journals (see ``journal_dir``)."""
+        if self.backend == "sqlite":
+            return journal_dir(self.journal_dir, sqlite=self.sqlite_file())
+        return journal_dir(self.journal_dir, postgres=(self._postgres_url(), self.postgres_schema))
 
     def _build_backend(self) -> LedgerBackend:
         if self.backend == "sqlite":
             return SQLiteLedgerBackend(self.sqlite_file())
-        return PostgresLedgerBackend(self._resolve_postgres_url(), schema=self.postgres_schema)
+        return PostgresLedgerBackend(self._postgres_url(), schema=self.postgres_schema)
 
-    def _resolve_postgres_url(self) -> str:
-        try:
-            url = resolve_setting(self.postgres_url, field="ResponseLedger.postgres_url")
-        except UserError as exc:
-            raise LedgerConfigError(str(exc)) from None
-        url = url or os.environ.get(POSTGRES_URL_ENV_VAR)
-        if not url:
-            raise LedgerConfigError(
-                "ResponseLedger(backend='postgres') needs a database: export "
-                f"{POSTGRES_URL_ENV_VAR}=postgresql+psycopg2://user:password@host:5432/dbname "
-                "(the server of Dagster's run storage works) or pass "
-                "postgres_url=dg.EnvVar('<VARIABLE>')"
-            )
-        return url
+    def _postgres_url(self) -> str:
+        return postgres_url(self.postgres_url)

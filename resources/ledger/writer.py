@@ -1,4 +1,9 @@
-"""`LedgerWriter`: records responses as they arrive, so a crash loses only calls in flight."""
+"""`LedgerWriter`: records responses as they arrive, so a crash loses only calls in flight.
+
+While the ledger is unreachable the writer keeps answers in memory and in its `LedgerJournal`
+and retries in the background, so an outage of the database costs no answer (see
+``outage_limit_s``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,10 @@ from llm_assets.resources.ledger.core import (
     LedgerConfigError,
     LedgerEntry,
     LedgerError,
+    LedgerUnavailableError,
 )
+from llm_assets.resources.ledger.journal import LedgerJournal
+from llm_assets.resources.ledger.outage import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +40,14 @@ class LedgerWriter:
     Closing the writer, also when its ``with`` block exits on an exception, writes what is left
     and raises if that fails. The writer may be shared by several threads.
 
+    With ``outage_limit_s > 0`` and a ``journal``, a write that finds the ledger unreachable
+    (`LedgerUnavailableError`) fails nothing: the entries are appended to the journal and kept
+    in memory, `add` keeps journaling without touching the database, and a background thread
+    retries with backoff. When the ledger is back the kept entries are written and the journal
+    emptied. Once an outage has lasted ``outage_limit_s``, `gave_up` turns True (stop sending)
+    and `close` raises `LedgerUnavailableError`; every entry stays in the journal, recorded by
+    the next step that opens the ledger.
+
     Attributes:
         written: Entries recorded in the ledger so far.
         inserted: Of those, entries that were new (the rest were already recorded).
@@ -46,13 +62,20 @@ class LedgerWriter:
     """
 
     def __init__(
-        self, backend: LedgerBackend | None, *, batch_size: int = 64, max_delay_s: float = 0.0
+        self,
+        backend: LedgerBackend | None,
+        *,
+        batch_size: int = 64,
+        max_delay_s: float = 0.0,
+        journal: LedgerJournal | None = None,
+        outage_limit_s: float = 0.0,
     ) -> None:
         """Create a writer; ``backend=None`` makes a writer that records nothing."""
-        if batch_size < 1 or max_delay_s < 0:
+        if batch_size < 1 or max_delay_s < 0 or outage_limit_s < 0:
             raise LedgerConfigError(
-                f"LedgerWriter needs batch_size >= 1 and max_delay_s >= 0 "
-                f"(got batch_size={batch_size}, max_delay_s={max_delay_s})"
+                f"LedgerWriter needs batch_size >= 1, max_delay_s >= 0 and outage_limit_s >= 0 "
+                f"(got batch_size={batch_size}, max_delay_s={max_delay_s}, "
+                f"outage_limit_s={outage_limit_s})"
             )
         self.batch_size = batch_size
         self.max_delay_s = max_delay_s
@@ -65,6 +88,23 @@ class LedgerWriter:
         self._state = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._journal = journal if outage_limit_s > 0 else None
+        self.outage_limit_s = outage_limit_s
+        #: Set while the journal holds entries the ledger lacks; the outage's start and pace.
+        self._outage: Backoff | None = None
+        self._gave_up: LedgerUnavailableError | None = None
+        self._retrier: threading.Thread | None = None
+
+    @property
+    def gave_up(self) -> bool:
+        """True once an outage outlasted ``outage_limit_s``: stop producing entries."""
+        return self._gave_up is not None
+
+    @property
+    def kept(self) -> int:
+        """Entries waiting for the ledger to come back (each one also in the journal)."""
+        with self._state:
+            return len(self._buffer) if self._outage is not None else 0
 
     def add(self, entry: LedgerEntry) -> None:
         """Record ``entry``; see the class docstring for when it is committed."""
@@ -74,6 +114,10 @@ class LedgerWriter:
             if self._closed:
                 raise LedgerError("LedgerWriter.add() called after the writer was closed")
             self._buffer.append((time.monotonic(), entry))
+            if self._outage is not None:
+                assert self._journal is not None
+                self._journal.append([entry])  # the retrier writes it when the ledger is back
+                return
             if self.max_delay_s > 0:
                 self._start_background_writer()
                 self._state.notify_all()
@@ -95,13 +139,29 @@ class LedgerWriter:
         return self._drain()
 
     def close(self) -> None:
-        """Stop the background writer, if any, and write what is left. Idempotent."""
+        """Stop the background writer, if any, and write what is left. Idempotent.
+
+        During an outage it waits for the ledger (at most until ``outage_limit_s`` is up).
+
+        Raises:
+            LedgerUnavailableError: The outage outlasted ``outage_limit_s``; the message names
+                the journal holding the entries.
+        """
         with self._state:
             self._closed = True
             self._state.notify_all()
         if self._thread is not None:
             self._thread.join()
+        with self._state:
+            while self._outage is not None and self._gave_up is None:
+                self._state.wait(0.5)
+        if self._gave_up is not None:
+            if self._journal is not None:
+                self._journal.close()
+            raise self._gave_up
         self.flush()
+        if self._journal is not None:
+            self._journal.close()
 
     def __enter__(self) -> LedgerWriter:
         return self
@@ -128,6 +188,16 @@ class LedgerWriter:
                 del self._buffer[: self.batch_size]
             try:
                 inserted = backend.put_many([entry for _, entry in batch])
+            except LedgerUnavailableError as exc:
+                if self._journal is None:
+                    self._put_back(batch, exc)
+                    raise
+                with self._state:
+                    self._buffer[:0] = batch
+                    self._writing = False
+                    self._keep_during_outage(exc)
+                    self._state.notify_all()
+                return inserted_total
             except BaseException as exc:
                 with self._state:
                     self._buffer[:0] = batch
@@ -139,7 +209,74 @@ class LedgerWriter:
                 self.written += len(batch)
                 self.inserted += inserted
                 self._error = None
+                if self._outage is not None and not self._buffer:
+                    self._end_outage()
             inserted_total += inserted
+
+    def _put_back(self, batch: list[tuple[float, LedgerEntry]], exc: Exception) -> None:
+        with self._state:
+            self._buffer[:0] = batch
+            self._writing = False
+            self._error = exc
+            self._state.notify_all()
+
+    def _keep_during_outage(self, exc: LedgerUnavailableError) -> None:
+        """Journals what the buffer holds and starts retrying; the caller holds the lock."""
+        assert self._journal is not None
+        if self._outage is None:
+            self._outage = Backoff(self.outage_limit_s)
+            self._journal.append(entry for _, entry in self._buffer)
+            logger.warning(
+                "the ledger is unreachable; keeping %d answers in %s and retrying for up to "
+                "%ss: %s",
+                len(self._buffer),
+                self._journal.path,
+                self.outage_limit_s,
+                exc,
+            )
+        if self._outage.expired and self._gave_up is None:
+            self._gave_up = LedgerUnavailableError(
+                f"the ledger stayed unreachable for {self._outage.elapsed_s:.0f}s "
+                f"(outage_limit_s={self.outage_limit_s:g}): {exc}. The {len(self._buffer)} "
+                f"answers paid meanwhile are kept in {self._journal.path} and recorded by the "
+                "next step that opens the ledger; re-materialize once the database is back to "
+                "pay only for the rows never answered"
+            )
+        if self._retrier is None and self._gave_up is None:
+            self._retrier = threading.Thread(
+                target=self._retry, name="llm-assets-ledger-retry", daemon=True
+            )
+            self._retrier.start()
+
+    def _end_outage(self) -> None:
+        """The ledger holds every kept entry again; the caller holds the lock."""
+        assert self._journal is not None and self._outage is not None
+        logger.warning(
+            "the ledger is reachable again after %.1fs; recorded the %d answers kept meanwhile",
+            self._outage.elapsed_s,
+            self._journal.kept,
+        )
+        self._journal.clear()
+        self._outage = None
+        self._state.notify_all()
+
+    def _retry(self) -> None:
+        while True:
+            with self._state:
+                outage = self._outage
+                if outage is None or self._gave_up is not None:
+                    self._retrier = None  # decided under the lock: a new outage starts another
+                    return
+                pause = outage.next_pause()
+            time.sleep(pause)
+            with self._state:
+                if self._writing or self._outage is None:
+                    continue
+                self._writing = True
+            try:
+                self._drain()
+            except Exception as exc:  # not an outage: the next try or close() reports it
+                logger.warning("ledger write failed during an outage; retrying: %r", exc)
 
     def _start_background_writer(self) -> None:
         if self._thread is None:
@@ -149,8 +286,9 @@ class LedgerWriter:
             self._thread.start()
 
     def _wait_while_backlog_is_full(self) -> None:
-        while len(self._buffer) >= self.batch_size or (
-            self._buffer and time.monotonic() - self._buffer[0][0] >= self.max_delay_s
+        while self._outage is None and (
+            len(self._buffer) >= self.batch_size
+            or (self._buffer and time.monotonic() - self._buffer[0][0] >= self.max_delay_s)
         ):
             if self._error is not None:
                 raise LedgerError(
@@ -162,7 +300,9 @@ class LedgerWriter:
     def _write_in_background(self) -> None:
         while True:
             with self._state:
-                while not self._closed and (self._writing or not self._buffer):
+                while not self._closed and (
+                    self._writing or not self._buffer or self._outage is not None
+                ):
                     self._state.wait()
                 if self._closed:
                     return  # close() writes the rest in the caller's thread, where errors surface
