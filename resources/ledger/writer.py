@@ -152,14 +152,18 @@ class LedgerWriter:
             self._state.notify_all()
         if self._thread is not None:
             self._thread.join()
-        with self._state:
-            while self._outage is not None and self._gave_up is None:
-                self._state.wait(0.5)
-        if self._gave_up is not None:
-            if self._journal is not None:
-                self._journal.close()
-            raise self._gave_up
-        self.flush()
+        while True:
+            with self._state:
+                while self._outage is not None and self._gave_up is None:
+                    self._state.wait(0.5)
+            if self._gave_up is not None:
+                if self._journal is not None:
+                    self._journal.close()
+                raise self._gave_up
+            self.flush()
+            with self._state:
+                if self._outage is None:  # else the last write met a new outage: wait it out
+                    break
         if self._journal is not None:
             self._journal.close()
 
