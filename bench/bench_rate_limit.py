@@ -1,9 +1,11 @@
-"""Throughput at a provider's rate limit, in the simulator's two limit modes.
+"""Throughput at a provider's rate limit, in the simulator's three limit modes.
 
-**Bucket mode** first (``bench/rate_limit_bucket.py``): the provider's own limiter, as OpenAI
-enforces it; every figure is min / median / max of ``LLM_ASSETS_BENCH_REPEATS`` (3) runs.
+**Bucket mode** first (``bench/rate_limit_bucket.py``): the provider's own limiter, refilled
+every second; then **combined mode** (``bench/rate_limit_combined.py``): that bucket and a
+whole-minute window at once, as OpenAI enforces a per-minute limit. Every figure of both is
+min / median / max of ``LLM_ASSETS_BENCH_REPEATS`` (3) runs.
 
-**Window mode** second (below): our engine beside naive clients. Every client runs against
+**Window mode** last (below): our engine beside naive clients. Every client runs against
 the same ``SimulatorProcess`` (a separate process, so the server does not share a GIL with the
 client) with a per-key RPM/TPM limit over a short sliding window and lognormal latency, for
 ``WINDOWS`` windows each. Throughput is counted over the steady state: whole windows 2 to
@@ -26,7 +28,7 @@ from typing import Any
 
 import openai
 
-from bench import rate_limit_bucket
+from bench import rate_limit_bucket, rate_limit_combined
 from bench.curator_compare import CuratorInstall, run_curator
 from bench.rate_limit_bucket import MAX_TOKENS, make_requests
 from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource
@@ -131,8 +133,8 @@ def _scenario(
 
 
 def run() -> dict[str, float | str]:
-    """The bucket-mode cases, then every client against one window-mode simulator."""
-    return rate_limit_bucket.run() | run_window()
+    """The bucket- and combined-mode cases, then every client against a window-mode simulator."""
+    return rate_limit_bucket.run() | rate_limit_combined.run() | run_window()
 
 
 def run_window() -> dict[str, float | str]:

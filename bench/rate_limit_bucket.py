@@ -26,6 +26,7 @@ Cases (each run ``REPEATS`` times; every figure is reported as min / median / ma
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import statistics
@@ -96,6 +97,18 @@ def _step(llm: LLMResource, requests: list[ChatRequest]) -> dict[str, Any]:
     }
 
 
+_KEY_NUMBERS = itertools.count()
+
+
+def new_api_key(tag: str) -> str:
+    """A key of its own for each case: the simulator counts per masked key (``sk-bu****NNN``).
+
+    The mask keeps the last three characters, so they are a counter: keys ending in a shared
+    run id would merge the 429 counts of every case of that run.
+    """
+    return f"sk-bucket-{tag}-{next(_KEY_NUMBERS) % 1000:03d}"
+
+
 def _rate_429(sim: SimulatorProcess, api_key: str) -> float:
     entry = sim.stats()["by_key"].get(mask_key(api_key), {})
     answered = entry.get("admitted", 0) + entry.get("rate_limited", 0)
@@ -108,28 +121,36 @@ def _fraction(ok: int, started: float, last: float) -> float:
 
 def one_step(sim: SimulatorProcess, tag: str) -> tuple[float, float]:
     """(fraction of the limit, 429 rate) of one step of ``ROWS`` rows."""
-    api_key = f"sk-bucket-{tag}"
+    api_key = new_api_key(tag)
     step = _step(_llm(sim.base_url, api_key), make_requests(ROWS, tag))
     return _fraction(step["ok"], step["started"], step["last"]), _rate_429(sim, api_key)
 
 
-def _child(base_url: str, api_key: str, sqlite_path: str, tag: str, barrier: Any, out: Any) -> None:
-    llm = _llm(base_url, api_key, rate_limit_store="sqlite", rate_limit_sqlite_path=sqlite_path)
+def _child(
+    base_url: str, api_key: str, store: dict[str, str], tag: str, barrier: Any, out: Any
+) -> None:
+    llm = _llm(base_url, api_key, **store)
     requests = make_requests(ROWS, tag)
     barrier.wait(timeout=CHILD_TIMEOUT_S)  # both processes imported everything: start together
     out.put(_step(llm, requests))
 
 
-def two_processes(sim: SimulatorProcess, tag: str) -> tuple[float, float]:
-    """(fraction of the limit, 429 rate) of two processes x ``ROWS`` rows on one key."""
-    api_key = f"sk-bucket-{tag}"
+def two_processes(
+    sim: SimulatorProcess, tag: str, store: dict[str, str] | None = None
+) -> tuple[float, float]:
+    """(fraction of the limit, 429 rate) of two processes x ``ROWS`` rows on one key.
+
+    They share the limit through ``store`` (``LLMResource`` fields), by default a SQLite file.
+    """
+    api_key = new_api_key(tag)
     context = multiprocessing.get_context("spawn")
     barrier, out = context.Barrier(2), context.Queue()
     with tempfile.TemporaryDirectory() as scratch:
         path = str(Path(scratch) / "rate_limits.sqlite")
+        store = store or {"rate_limit_store": "sqlite", "rate_limit_sqlite_path": path}
         children = [
             context.Process(
-                target=_child, args=(sim.base_url, api_key, path, f"{tag}-p{i}", barrier, out)
+                target=_child, args=(sim.base_url, api_key, store, f"{tag}-p{i}", barrier, out)
             )
             for i in range(2)
         ]
@@ -150,14 +171,15 @@ def two_processes(sim: SimulatorProcess, tag: str) -> tuple[float, float]:
 
 def faults(sim: SimulatorProcess, tag: str) -> tuple[float, float, int]:
     """(fraction of the limit, ceiling 300/attempts, rows not ok-or-failed-with-a-reason)."""
-    api_key = f"sk-bucket-{tag}"
+    api_key = new_api_key(tag)
     step = _step(_llm(sim.base_url, api_key), make_requests(FAULT_ROWS, tag))
     lost = FAULT_ROWS - step["reported"] + step["unexplained"]
     ceiling = FAULT_ROWS / step["attempts"]
     return _fraction(step["ok"], step["started"], step["last"]), ceiling, lost
 
 
-def _spread(values: list[float]) -> str:
+def spread(values: list[float]) -> str:
+    """``min / median / max`` of ``values``."""
     return " / ".join(f"{v:.4g}" for v in (min(values), statistics.median(values), max(values)))
 
 
@@ -195,5 +217,5 @@ def run() -> dict[str, float | str]:
             note("faults_ceiling_fraction_of_limit", ceiling)
             note("faults_rows_without_outcome", float(lost))
     figures: dict[str, float | str] = {"bucket_runs": float(REPEATS)}
-    figures |= {name: _spread(values) for name, values in series.items()}
+    figures |= {name: spread(values) for name, values in series.items()}
     return figures
