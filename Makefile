@@ -60,8 +60,12 @@ ui: install
 services:
 	@tools/redis.sh || echo "Redis unavailable: the Celery tests will skip" >&2
 
+# Independent tests in parallel processes (tests that share a server or an expensive fixture run
+# in one of them: tests/conftest.py), then the tests that restart a service the others use, alone
+# (exit status 5: there are none).
 test: install services
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 4 --dist loadgroup --no-loadscope-reorder -m "not serial"
+	$(BIN)/python -m pytest -q -m serial || [ $$? -eq 5 ]
 
 # One dagster-celery worker in the foreground (Ctrl-C stops it) taking the steps of runs launched
 # with LLM_ASSETS_EXECUTOR=celery. Start one per machine, each with its own WORKER_NAME; see

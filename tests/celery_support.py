@@ -162,6 +162,44 @@ class Cluster:
                 proc.wait(timeout=10)
 
 
+#: Redis databases the Celery tests may take (0 and 1 are `make workers`', 14 the benchmark's).
+TEST_REDIS_DBS = range(2, 14)
+CLAIM_KEY = "llm-assets-tests:claimed-by"
+CLAIM_TTL_S = 1800  # longer than any test's timeout; a crashed session's claim expires
+
+
+def claim_redis_db() -> str:
+    """Empties a Redis database nobody else holds and claims it; returns its URL.
+
+    The claim (a key in that database, set only where none exists, in the same transaction as
+    the flush) keeps any other cluster, of this session or of another one on the machine, off
+    the database and its queue until ``flushdb`` at the end removes it.
+    """
+    import redis
+
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+    candidates = list(TEST_REDIS_DBS)
+    random.shuffle(candidates)
+    for db in candidates:
+        url = f"redis://127.0.0.1:6379/{db}"
+        client = redis.Redis.from_url(url)
+        try:
+            with client.pipeline() as pipe:
+                pipe.watch(CLAIM_KEY)
+                if pipe.exists(CLAIM_KEY):
+                    continue
+                pipe.multi()
+                pipe.flushdb()
+                pipe.set(CLAIM_KEY, token, ex=CLAIM_TTL_S)
+                pipe.execute()
+                return url
+        except redis.WatchError:
+            continue  # claimed by someone else between the check and the flush
+        finally:
+            client.close()
+    pytest.fail(f"every Redis database {TEST_REDIS_DBS} is claimed by another test session")
+
+
 @contextmanager
 def celery_cluster(
     tmp_path: Path, postgres_url: str, simulator_url: str, **env_overrides: str
@@ -179,12 +217,9 @@ def celery_cluster(
     (home / "dagster.yaml").write_text(config)
     logs = tmp_path / "logs"
     logs.mkdir()
-    # A Redis database of its own, so concurrent test sessions never share a queue.
-    db = random.randint(2, 13)  # 14 is the benchmark's
-    broker = f"redis://127.0.0.1:6379/{db}"
     import redis
 
-    redis.Redis.from_url(broker).flushdb()
+    broker = claim_redis_db()
     env = {
         **os.environ,
         # dagster-celery starts `celery` from PATH.
@@ -217,7 +252,7 @@ def celery_cluster(
             os.environ.pop("DAGSTER_PG_URL", None)
         else:
             os.environ["DAGSTER_PG_URL"] = old_home
-        redis.Redis.from_url(broker).flushdb()
+        redis.Redis.from_url(broker).flushdb()  # the claim goes with the queue
 
 
 def step_workers(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:

@@ -1,5 +1,10 @@
 """Shared fixtures: the simulator, Dagster instances on SQLite and Postgres, and a network guard.
 
+``make test`` runs the suite in parallel processes (``pytest -n N --dist loadgroup``), then the
+tests marked ``serial`` alone (``pytest -m serial``). ``pytest_collection_modifyitems`` below
+says which tests share something and so run one after another in one process, which tests
+must run alone, and starts the long ones first.
+
 The guard has two layers. ``LLM_ASSETS_OFFLINE=1`` (inherited by every subprocess the tests
 start) makes ``LLMResource`` refuse a non-loopback endpoint before sending anything. Inside
 the test process, any socket connection to a non-loopback address is refused and the test
@@ -8,6 +13,7 @@ that tried it fails loudly, even when the library under test swallowed the error
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import os
 import socket
@@ -65,6 +71,60 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
 
 socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
 socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+
+
+#: Tests in files named like this stop or restart a service other tests use (PostgreSQL): they get
+#: the ``serial`` marker and run alone, after the parallel run.
+SERIAL_FILES = "test_*restart*.py"
+
+#: Tests that share more than each test creates for itself run in one process, one after another
+#: (``xdist_group``), keyed by the path of their file under ``tests/``.
+XDIST_GROUPS = {
+    # dagster-celery workers, a daemon and Celery pings on a busy machine: one cluster at a time.
+    "test_celery.py": "celery",
+    "test_celery_worker_loss.py": "celery",
+    # One `dagster dev`, one Chromium and one instance for the package (package-scoped fixtures).
+    "browser/": "browser",
+    # Module-scoped fixtures too costly to build once per process: five `dg` commands; a
+    # materialized project.
+    "test_component_dg.py": "dg_project",
+    "test_trace_cli.py": "trace_project",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks serial tests, groups tests that share state, and starts slow tests first.
+
+    Under ``pytest -n N`` the serial tests are deselected: they would run beside others. The
+    second command of ``make test`` (``pytest -m serial``) runs them.
+    """
+    tests_dir = Path(__file__).parent
+    for item in items:
+        if fnmatch.fnmatch(item.path.name, SERIAL_FILES):
+            item.add_marker(pytest.mark.serial)
+        relative = item.path.relative_to(tests_dir).as_posix()
+        for prefix, group in XDIST_GROUPS.items():
+            if relative == prefix or (prefix.endswith("/") and relative.startswith(prefix)):
+                item.add_marker(pytest.mark.xdist_group(group))
+    if _in_parallel_run(config):
+        serial = [item for item in items if item.get_closest_marker("serial")]
+        if serial:
+            config.hook.pytest_deselected(items=serial)
+            items[:] = [item for item in items if not item.get_closest_marker("serial")]
+    # Longest first, so that no long test is left running alone at the end of a parallel run.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def _in_parallel_run(config: pytest.Config) -> bool:
+    return bool(os.environ.get("PYTEST_XDIST_WORKER")) or bool(
+        getattr(config.option, "numprocesses", None)
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if _in_parallel_run(config):
+        return "tests marked serial are deselected here; `pytest -m serial` runs them alone"
+    return None
 
 
 @pytest.fixture(autouse=True)
