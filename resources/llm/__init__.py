@@ -14,15 +14,15 @@ from llm_assets.resources.llm.tokens import estimate_prompt_tokens, estimate_tok
 from llm_assets.resources.llm.types import ChatRequest, ChatResult, EngineStats
 
 __all__ = [
+    "DEFAULT_CONTEXT_WINDOWS",
+    "DEFAULT_PRICES",
+    "OFFLINE_ENV",
     "ChatEngine",
     "ChatRequest",
     "ChatResult",
-    "DEFAULT_CONTEXT_WINDOWS",
-    "DEFAULT_PRICES",
     "EngineStats",
     "LLMResource",
     "ModelPrice",
-    "OFFLINE_ENV",
     "ProgressCallback",
     "ResultCallback",
     "SchemaProblem",
