@@ -21,6 +21,7 @@ $(BIN)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps -e examples/reviews
 	touch $@
 
 # The newest releases pyproject.toml allows, in a venv of their own.
@@ -29,6 +30,7 @@ $(LATEST)/bin/.installed: pyproject.toml
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
 	$(LATEST)/bin/python -m pip install --quiet -e '.[dev]'
+	$(LATEST)/bin/python -m pip install --quiet --no-deps -e examples/reviews
 	touch $@
 
 # The suite against the newest releases; first names what differs from the lock.
@@ -49,11 +51,12 @@ lock:
 
 install: $(BIN)/.installed
 
+# The demo is the reviews example (examples/reviews); ui serves it with the library's launcher.
 demo: install
-	$(BIN)/python -m llm_assets demo --partition $(PARTITION)
+	$(BIN)/python -m reviews_example demo --partition $(PARTITION)
 
 ui: install
-	$(BIN)/python -m llm_assets ui
+	$(BIN)/python -m llm_assets ui -w workspace.yaml
 
 # Services the tests use: Redis is started here when it is down (the Celery tests skip without
 # it); PostgreSQL is expected on 127.0.0.1:5432 (its tests skip without it).

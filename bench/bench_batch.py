@@ -17,10 +17,10 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+from reviews_example.pipeline import INSIGHT_TASK
+from reviews_example.sample_reviews import generate_reviews
 
 from llm_assets import LLMResource, ParquetIOManager, ResponseLedger, llm_asset
-from llm_assets.example.pipeline import INSIGHT_TASK
-from llm_assets.example.sample_reviews import generate_reviews
 from llm_assets.sensors import batch_sensor
 from llm_assets.simulator import SimulatorConfig, SimulatorServer
 

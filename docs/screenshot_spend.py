@@ -27,10 +27,10 @@ from typing import Any
 
 DEFS = """
 import dagster as dg
-from llm_assets.definitions import local_resources
-from llm_assets.example.pipeline import ASSETS
-from llm_assets.example.spend import ALERT_SENSORS, SPEND_ASSETS
 from llm_assets.versions import resolve_model_versions
+from reviews_example.definitions import local_resources
+from reviews_example.pipeline import ASSETS
+from reviews_example.spend import ALERT_SENSORS, SPEND_ASSETS
 
 defs = resolve_model_versions(
     dg.Definitions(
@@ -47,9 +47,10 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG as END,
     ASSET_PARTITION_RANGE_START_TAG as START,
 )
-from llm_assets.definitions import local_resources
-from llm_assets.example.pipeline import ASSETS
-from llm_assets.example.spend import SPEND_ASSETS
+
+from reviews_example.definitions import local_resources
+from reviews_example.pipeline import ASSETS
+from reviews_example.spend import SPEND_ASSETS
 
 instance = dg.DagsterInstance.get()
 small = local_resources()

@@ -1,5 +1,6 @@
-"""Command line: ``python -m llm_assets {demo,ui,trace}``.
+"""Command line: ``python -m llm_assets {ui,trace}``.
 
+``ui`` serves a code location in the Dagster UI beside the simulator (``llm_assets.ui``).
 ``trace`` finds its code and its Dagster instance the way the ``dagster`` CLI does:
 
 - code: ``-w workspace.yaml`` (``--location NAME`` when it lists several), ``-f file.py``,
@@ -27,6 +28,16 @@ import dagster as dg
 from llm_assets.resources.errors import UserError
 
 USAGE_ERROR = 2
+UI_DESCRIPTION = (
+    "The Dagster UI and daemon (dagster dev) on a code location, with the simulator beside them "
+    "(its URL exported as LLM_ASSETS_BASE_URL); the instance is $DAGSTER_HOME, else "
+    "./.dagster_home. Without -w, -m or -f: ./workspace.yaml, else the [tool.dagster] block of "
+    "./pyproject.toml. Ctrl-C or SIGTERM stops every process it started."
+)
+DEMO_MOVED = (
+    "the demo is an example project, not part of the library: in the repository, `make demo` "
+    "(examples/reviews, `python -m reviews_example demo`)"
+)
 NO_INSTANCE = (
     "DAGSTER_HOME is not set and ./.dagster_home does not exist: "
     "export DAGSTER_HOME=<folder of the instance that materialized the asset>"
@@ -49,18 +60,26 @@ def main(argv: list[str] | None = None) -> int:
 
             from llm_assets.__main__ import main
 
-            main(["trace", "review_insights", "-m", "llm_assets.definitions",
+            main(["trace", "review_insights", "-m", "reviews_example.definitions",
                   "--partition", "2026-11-01", "--row", "2026-11-01-0000"])
     """
     parser = argparse.ArgumentParser(prog="llm-assets", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="materialize one partition of the example pipeline")
-    demo.add_argument("--partition", default="2026-11-01", help="daily partition key")
-    ui = sub.add_parser("ui", help="run the Dagster UI and daemon with the simulator")
+    ui = sub.add_parser(
+        "ui",
+        help="run the Dagster UI and daemon on a code location, with the simulator",
+        description=UI_DESCRIPTION,
+    )
     ui.add_argument("--port", type=int, default=3000, help="port of the Dagster UI")
     ui.add_argument(
         "--simulator-port", type=int, default=8765, help="port of the simulator (0: any free one)"
     )
+    group = ui.add_argument_group("code location (as for dagster dev)")
+    served = group.add_mutually_exclusive_group()
+    served.add_argument("-w", "--workspace", metavar="YAML", help="a workspace.yaml")
+    served.add_argument("-m", "--module-name", metavar="MODULE", help="an importable module")
+    served.add_argument("-f", "--python-file", metavar="FILE", help="a Python file")
+    sub.add_parser("demo", help="says where the demo is (not in the library)")
     trace = sub.add_parser(
         "trace",
         help="show where one generated row came from",
@@ -72,17 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     trace.add_argument("--partition", default=None, help="partition key (a|b: multi-partitions)")
     trace.add_argument("--json", action="store_true", help="print JSON")
     _add_code_location_options(trace)
-    args = parser.parse_args(argv)
+    # `demo --partition ...` as it used to be typed still gets the pointer, not a usage error.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "demo":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "trace":
             return _trace(args)
         if args.command == "demo":
-            from llm_assets.demo import run_demo
+            raise UserError(DEMO_MOVED)
+        from llm_assets.ui import code_location, run_ui
 
-            return run_demo(args.partition)
-        from llm_assets.ui import run_ui
-
-        return run_ui(port=args.port, simulator_port=args.simulator_port)
+        location = code_location(args.workspace, args.module_name, args.python_file)
+        return run_ui(port=args.port, simulator_port=args.simulator_port, location=location)
     except UserError as exc:
         print(f"{parser.prog} {args.command}: {exc}", file=sys.stderr)
         return USAGE_ERROR

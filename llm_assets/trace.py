@@ -197,7 +197,7 @@ def trace_row(
 
             import dagster as dg
             from llm_assets import format_trace, trace_row
-            from llm_assets.definitions import defs
+            from reviews_example.definitions import defs  # the code location to read
 
             with dg.DagsterInstance.get() as instance:  # the instance in $DAGSTER_HOME
                 trace = trace_row(defs, instance, "review_insights", "2026-11-01-0000",

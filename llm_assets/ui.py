@@ -1,7 +1,11 @@
 """``python -m llm_assets ui``: the Dagster UI and daemon beside the simulator, stopped as one.
 
-``ui`` starts two children, each the leader of a new session, so that its process group holds
-everything it starts in turn:
+``ui`` serves a code location (``-w workspace.yaml``, ``-m module``, ``-f file.py``; by default
+``./workspace.yaml``, else the ``[tool.dagster]`` block of ``./pyproject.toml``, as ``dagster
+dev`` finds them) on the instance in ``$DAGSTER_HOME`` (default ``./.dagster_home``, created
+with a minimal ``dagster.yaml`` when missing). The simulator's URL is exported to the code as
+``LLM_ASSETS_BASE_URL``, for its resources to read. It starts two children, each the leader of
+a new session, so that its process group holds everything it starts in turn:
 
 - the simulator (``python -m llm_assets.simulator``);
 - ``dagster dev``: the webserver, the daemon, the code server and any run workers.
@@ -37,6 +41,7 @@ from llm_assets.resources.errors import UserError
 from llm_assets.simulator import SimulatorConfig
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+MINIMAL_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 _POLL_S = 0.25
 # Loopback readiness checks must never go through an HTTP proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -251,16 +256,93 @@ def _answers(url: str) -> bool:
         return False
 
 
-def ui_children(port: int, simulator_port: int, env: dict[str, str]) -> list[Child]:
+def prepare_local_home() -> Path:
+    """Creates ``$DAGSTER_HOME`` (default ``./.dagster_home``) for the embedded SQLite instance.
+
+    A missing ``dagster.yaml`` is written with telemetry off; an existing one is kept. The
+    choice is exported as ``DAGSTER_HOME``, for the code and the processes started after.
+
+    Returns:
+        The absolute path of the instance folder.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(MINIMAL_INSTANCE_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def code_location(
+    workspace: str | None = None,
+    module_name: str | None = None,
+    python_file: str | None = None,
+) -> list[str]:
+    """The ``dagster dev`` arguments that name the code location to serve.
+
+    Give at most one of the arguments. With none, ``./workspace.yaml`` (or ``workspace.yml``)
+    when there is one, else the ``[tool.dagster]`` block of ``./pyproject.toml``, which
+    ``dagster dev`` reads itself.
+
+    Args:
+        workspace: A workspace file.
+        module_name: An importable module holding a ``Definitions``.
+        python_file: A Python file holding a ``Definitions``.
+
+    Returns:
+        The arguments, e.g. ``["-w", "workspace.yaml"]``; empty for ``[tool.dagster]``.
+
+    Raises:
+        UserError: More than one is given, a file does not exist, or none is given and this
+            folder has neither a workspace file nor a ``[tool.dagster]`` block.
+
+    Examples:
+        >>> code_location(module_name="my_project.definitions")
+        ['-m', 'my_project.definitions']
+    """
+    given = [
+        (flag, value)
+        for flag, value in (("-w", workspace), ("-m", module_name), ("-f", python_file))
+        if value
+    ]
+    if len(given) > 1:
+        raise UserError("give one code location: -w YAML, -m MODULE or -f FILE")
+    if given:
+        ((flag, value),) = given
+        if flag != "-m" and not Path(value).is_file():
+            raise UserError(f"{value} does not exist (in {os.getcwd()})")
+        return [flag, value]
+    for name in ("workspace.yaml", "workspace.yml"):
+        if Path(name).is_file():
+            return ["-w", name]
+    from dagster._cli.utils import has_pyproject_dagster_block
+
+    if has_pyproject_dagster_block("pyproject.toml"):
+        return []
+    raise UserError(
+        f"no code location given and neither workspace.yaml nor a [tool.dagster] block in "
+        f"pyproject.toml in {os.getcwd()}: pass -w YAML, -m MODULE or -f FILE"
+    )
+
+
+def ui_children(
+    port: int, simulator_port: int, env: dict[str, str], location: Sequence[str] = ()
+) -> list[Child]:
     """The simulator and ``dagster dev`` on 127.0.0.1, as ``ui`` runs them.
 
-    ``dagster dev`` loads ``./workspace.yaml`` when there is one, else the example's module.
+    Args:
+        port: Port of the Dagster UI.
+        simulator_port: Port of the simulator.
+        env: The children's environment.
+        location: ``dagster dev``'s code location arguments (see ``code_location``).
+
+    Returns:
+        The simulator, then ``dagster dev``.
     """
     config = SimulatorConfig(latency_ms=20.0, latency_jitter=0.3)
-    target = ["-w", "workspace.yaml"] if Path("workspace.yaml").is_file() else []
-    target = target or ["-m", "llm_assets.definitions"]
     simulator = [sys.executable, "-m", "llm_assets.simulator", "--host", "127.0.0.1"]
-    dev = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port), *target]
+    dev = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port), *location]
     return [
         Child(
             "the simulator",
@@ -272,28 +354,32 @@ def ui_children(port: int, simulator_port: int, env: dict[str, str]) -> list[Chi
     ]
 
 
-def run_ui(port: int = 3000, simulator_port: int = 8765) -> int:
+def run_ui(
+    port: int = 3000, simulator_port: int = 8765, location: Sequence[str] | None = None
+) -> int:
     """Runs the Dagster UI, the daemon and the simulator until a stop signal or a crash.
 
     Args:
         port: Port of the Dagster UI on 127.0.0.1.
         simulator_port: Port of the simulator; 0 or a busy port picks a free one.
+        location: ``dagster dev``'s code location arguments; ``None`` finds them as
+            ``code_location()`` does.
 
     Returns:
         0 after Ctrl-C, SIGTERM or SIGHUP; 1 when a process died on its own.
 
     Raises:
-        UserError: ``port`` is already in use.
+        UserError: ``port`` is already in use, or no code location is found.
 
     Examples:
         .. code-block:: python
 
-            from llm_assets.ui import run_ui
+            from llm_assets.ui import code_location, run_ui
 
-            run_ui(port=3000)  # open http://127.0.0.1:3000; Ctrl-C stops everything
+            # open http://127.0.0.1:3000; Ctrl-C stops everything
+            run_ui(port=3000, location=code_location(module_name="my_project.definitions"))
     """
-    from llm_assets.demo import prepare_local_home
-
+    location = code_location() if location is None else list(location)
     if not _port_free(port):
         raise UserError(f"port {port} is already in use on 127.0.0.1: pass --port <free port>")
     if simulator_port == 0 or not _port_free(simulator_port):
@@ -306,7 +392,8 @@ def run_ui(port: int = 3000, simulator_port: int = 8765) -> int:
     ui_url = f"http://127.0.0.1:{port}"
     supervisor = Supervisor()
     with supervisor:
-        return _serve(supervisor, ui_children(port, simulator_port, env), simulator_url, ui_url)
+        children = ui_children(port, simulator_port, env, location)
+        return _serve(supervisor, children, simulator_url, ui_url)
 
 
 def _serve(supervisor: Supervisor, children: Sequence[Child], simulator_url: str, ui: str) -> int:

@@ -82,7 +82,7 @@ class Cluster:
         log = open(self.logs / "daemon.log", "wb")  # noqa: SIM115
         self.others.append(
             subprocess.Popen(
-                [_exe("dagster-daemon"), "run", "-m", "llm_assets.definitions"],
+                [_exe("dagster-daemon"), "run", "-m", "reviews_example.definitions"],
                 cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )

@@ -234,7 +234,7 @@ def test_two_concurrent_submitters_create_one_batch(
 def test_example_nightly_in_batch_mode_ends_then_the_sensor_builds_insights_and_digest(
     simulator: SimulatorServer, tmp_path: Path, sqlite_instance: dg.DagsterInstance
 ) -> None:
-    from llm_assets.example.pipeline import ASSETS, review_batches_sensor
+    from reviews_example.pipeline import ASSETS, review_batches_sensor
 
     simulator.configure(batch_auto_complete_s=0)
     resources = make_resources(simulator, tmp_path)

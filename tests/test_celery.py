@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from reviews_example.sample_reviews import generate_reviews
 
 from llm_assets.celery_executor import CELERY_SETTINGS
-from llm_assets.example.sample_reviews import generate_reviews
 from llm_assets.simulator import SimulatorServer
 from tests.celery_support import (
     PARTITIONS,
@@ -50,7 +50,7 @@ def test_four_partitions_spread_over_two_workers(
         workers = {cluster.start_worker(new_name("w1")), cluster.start_worker(new_name("w2"))}
         runs = [
             cluster.start_dagster(
-                "job", "execute", "-m", "llm_assets.definitions", "-j", "nightly_enrichment",
+                "job", "execute", "-m", "reviews_example.definitions", "-j", "nightly_enrichment",
                 "--tags", json.dumps({RANGE_START: days[0], RANGE_END: days[-1]}),
                 log_name=f"run-{days[0]}",
             )

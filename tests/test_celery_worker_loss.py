@@ -14,8 +14,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG, ROOT_RUN_ID_TAG
+from reviews_example.sample_reviews import generate_reviews
 
-from llm_assets.example.sample_reviews import generate_reviews
 from llm_assets.simulator import SimulatorServer
 from tests.celery_support import celery_cluster, new_name, step_workers
 
@@ -42,7 +42,7 @@ def test_killed_worker_fails_the_run_and_the_retry_pays_only_for_calls_in_flight
         cluster.start_daemon()
         # Queued until the daemon is up; the workers start meanwhile.
         cluster.dagster(
-            "job", "launch", "-m", "llm_assets.definitions", "-j", "nightly_enrichment",
+            "job", "launch", "-m", "reviews_example.definitions", "-j", "nightly_enrichment",
             "--tags", json.dumps({"dagster/partition": PARTITION}),
         )  # fmt: skip
         cluster.wait_for_workers()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from reviews_example.sample_reviews import generate_reviews
 
-from llm_assets.example.sample_reviews import generate_reviews
 from llm_assets.simulator import SimulatorServer
 from tests.conftest import REPO_ROOT
 from tests.webserver_support import (

@@ -13,6 +13,15 @@ import dagster as dg
 import pandas as pd
 import pytest
 from pydantic import BaseModel, Field
+from reviews_example.pipeline import (
+    DAILY,
+    INSIGHT_TASK,
+    DailyDigest,
+    ReviewInsight,
+    raw_reviews,
+    review_insights,
+)
+from reviews_example.sample_reviews import generate_reviews
 
 from llm_assets.components import (
     ComponentConfigError,
@@ -21,15 +30,6 @@ from llm_assets.components import (
     import_model,
     model_from_json_schema,
 )
-from llm_assets.example.pipeline import (
-    DAILY,
-    INSIGHT_TASK,
-    DailyDigest,
-    ReviewInsight,
-    raw_reviews,
-    review_insights,
-)
-from llm_assets.example.sample_reviews import generate_reviews
 from llm_assets.simulator import SimulatorServer
 from llm_assets.task import strict_json_schema
 from tests.conftest import make_resources
@@ -146,7 +146,7 @@ def test_json_schema_of_a_model_gives_the_same_task_version() -> None:
         max_output_tokens=INSIGHT_TASK.max_output_tokens,
     )
     as_path = as_json.model_copy(
-        update={"output_schema": "llm_assets.example.pipeline.ReviewInsight"}
+        update={"output_schema": "reviews_example.pipeline.ReviewInsight"}
     )
     assert as_json.build_task().version == INSIGHT_TASK.version
     assert as_path.build_task().version == INSIGHT_TASK.version
@@ -229,8 +229,8 @@ def test_bad_json_schema_is_refused_with_its_path(schema: dict[str, Any], messag
     [
         ("ReviewInsight", "is not a dotted path"),
         ("no_such_package.Model", "cannot import module 'no_such_package'"),
-        ("llm_assets.example.pipeline.Nope", "module 'llm_assets.example.pipeline' has no 'Nope'"),
-        ("llm_assets.example.pipeline.DAILY", "not a pydantic BaseModel class"),
+        ("reviews_example.pipeline.Nope", "module 'reviews_example.pipeline' has no 'Nope'"),
+        ("reviews_example.pipeline.DAILY", "not a pydantic BaseModel class"),
     ],
 )
 def test_bad_model_path_is_refused(path: str, message: str) -> None:

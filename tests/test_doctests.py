@@ -15,7 +15,7 @@ import pkgutil
 
 import pytest
 
-ROOTS = ("llm_assets", "llm_assets.resources", "llm_assets.sensors")
+ROOTS = ("llm_assets", "llm_assets.resources", "llm_assets.sensors", "reviews_example")
 # Entry points: importing them parses the command line and runs.
 SKIP = frozenset({"llm_assets.__main__", "llm_assets.simulator.__main__"})
 # Modules whose examples are known to fail, each with why, until the library is fixed.

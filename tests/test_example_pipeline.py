@@ -12,9 +12,9 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+from reviews_example.pipeline import ASSETS, DIGEST_TASK, INSIGHT_TASK, ReviewInsight
+from reviews_example.sample_reviews import generate_reviews
 
-from llm_assets.example.pipeline import ASSETS, DIGEST_TASK, INSIGHT_TASK, ReviewInsight
-from llm_assets.example.sample_reviews import generate_reviews
 from llm_assets.provenance import PROVENANCE_COLUMNS
 from llm_assets.simulator import SimulatorServer
 

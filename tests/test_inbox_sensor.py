@@ -17,11 +17,11 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 import pytest
+from reviews_example.inbox import INBOX_ASSETS, INBOX_SENSORS
+from reviews_example.pipeline import ASSETS, INSIGHT_TASK
+from reviews_example.sample_reviews import generate_reviews
 
 import llm_assets.sensors
-from llm_assets.example.inbox import INBOX_ASSETS, INBOX_SENSORS
-from llm_assets.example.pipeline import ASSETS, INSIGHT_TASK
-from llm_assets.example.sample_reviews import generate_reviews
 from llm_assets.factory import llm_asset
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import LLMResource
@@ -368,11 +368,12 @@ def test_one_run_per_content_and_at_most_max_files_read_per_tick(
 
 
 def test_the_example_branch_loads_beside_the_example_pipeline(tmp_path: Path) -> None:
-    from llm_assets.definitions import (
+    from reviews_example.definitions import (
         local_resources,
         nightly_enrichment_job,
         nightly_enrichment_schedule,
     )
+
     from llm_assets.versions import resolve_model_versions
 
     defs = resolve_model_versions(
@@ -396,7 +397,7 @@ def test_the_example_branch_loads_beside_the_example_pipeline(tmp_path: Path) ->
 DAEMON_DEFS = """
 import dagster as dg
 from llm_assets import LLMResource, ParquetIOManager, ResponseLedger, resolve_model_versions
-from llm_assets.example.inbox import partner_reviews_branch
+from reviews_example.inbox import partner_reviews_branch
 
 assets, sensors = partner_reviews_branch(
     {inbox!r}, settle_s=0.0, minimum_interval_seconds=1,

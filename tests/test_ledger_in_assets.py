@@ -326,8 +326,9 @@ def test_api_key_never_stored_or_logged(
 def test_trace_follows_a_row_to_input_prompt_model_and_runs(
     sqlite_instance: dg.DagsterInstance, simulator: SimulatorServer, resources: dict[str, Any]
 ) -> None:
-    from llm_assets.example.pipeline import ASSETS, INSIGHT_TASK
-    from llm_assets.example.sample_reviews import generate_reviews
+    from reviews_example.pipeline import ASSETS, INSIGHT_TASK
+    from reviews_example.sample_reviews import generate_reviews
+
     from llm_assets.trace import format_trace, trace_row
 
     first = dg.materialize(
@@ -371,7 +372,7 @@ def test_trace_command_line(simulator: SimulatorServer, tmp_path: Path) -> None:
             "asset",
             "materialize",
             "-m",
-            "llm_assets.definitions",
+            "reviews_example.definitions",
             "--select",
             "raw_reviews,review_insights",
             "--partition",

@@ -1,7 +1,13 @@
-"""One import namespace: the distribution installs ``llm_assets`` and nothing else at top level."""
+"""One import namespace: the distribution installs ``llm_assets`` and nothing else at top level.
+
+The example pipeline and its demo are a project of their own (``examples/reviews``, package
+``reviews_example``): the wheel does not carry them and the library never imports them.
+"""
 
 from __future__ import annotations
 
+import ast
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -33,8 +39,16 @@ def test_every_package_folder_is_listed_in_pyproject() -> None:
 
 @pytest.mark.timeout(300)
 def test_wheel_holds_only_the_llm_assets_namespace(tmp_path: Path) -> None:
+    # From a copy of the sources: setuptools would pack whatever a build/ folder left behind.
+    source = tmp_path / "source"
+    source.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for folder in FOLDERS:
+        shutil.copytree(REPO_ROOT / folder, source / folder, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO_ROOT / name, source / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(REPO_ROOT), "--no-deps",
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
          "--no-build-isolation", "-q", "-w", str(tmp_path)],
         check=True, capture_output=True, timeout=240,
     )  # fmt: skip
@@ -44,6 +58,36 @@ def test_wheel_holds_only_the_llm_assets_namespace(tmp_path: Path) -> None:
     assert top == {"llm_assets"}
     assert "llm_assets/resources/ledger/__init__.py" in names
     assert "llm_assets/sensors/__init__.py" in names
+    assert "llm_assets/ui.py" in names  # the UI launcher is the library's, for any location
+    example = [
+        name
+        for name in names
+        if name.startswith(("llm_assets/example/", "reviews_example/"))
+        or name in ("llm_assets/definitions.py", "llm_assets/demo.py")
+    ]
+    assert example == []
+
+
+def _imported_modules(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+def test_the_library_never_imports_the_example() -> None:
+    offenders = [
+        f"{path.relative_to(REPO_ROOT)}: {module}"
+        for folder in FOLDERS
+        for path in sorted((REPO_ROOT / folder).rglob("*.py"))
+        for module in sorted(_imported_modules(path))
+        if module.split(".")[0] == "reviews_example"
+        or module.startswith(("llm_assets.example", "llm_assets.definitions", "llm_assets.demo"))
+    ]
+    assert offenders == []
 
 
 def _run(code: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -104,7 +148,7 @@ def test_the_library_imports_without_the_simulator_extra(tmp_path: Path) -> None
         import sys
         sys.modules["starlette"] = None  # as if the [simulator] extra were not installed
         sys.modules["uvicorn"] = None
-        import llm_assets, llm_assets.resources, llm_assets.sensors, llm_assets.definitions
+        import llm_assets, llm_assets.resources, llm_assets.sensors, llm_assets.trace
         from llm_assets import LLMTask, llm_asset
         from llm_assets.resources import LLMResource, ParquetIOManager, ResponseLedger
         print("ok")

@@ -13,9 +13,9 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+from reviews_example.pipeline import ASSETS
 
 from llm_assets import LLMTask, llm_asset
-from llm_assets.example.pipeline import ASSETS
 from llm_assets.simulator import SimulatorServer
 from llm_assets.summary import money
 from tests.test_llm_asset import Label

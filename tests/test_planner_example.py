@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from reviews_example.pipeline import raw_reviews, review_insights
+from reviews_example.research import MAX_REVIEWS, RESEARCH_ASSETS
 
-from llm_assets.example.pipeline import raw_reviews, review_insights
-from llm_assets.example.research import MAX_REVIEWS, RESEARCH_ASSETS
 from llm_assets.simulator import SimulatorServer
 from llm_assets.trace import format_trace, trace_row
 from tests import planner_support as support

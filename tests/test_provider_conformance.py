@@ -19,9 +19,9 @@ import pytest
 from openai.types import Batch, ErrorObject, FileObject
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
+from reviews_example.pipeline import INSIGHT_TASK
 
 from llm_assets import LLMTask
-from llm_assets.example.pipeline import INSIGHT_TASK
 from llm_assets.resources.errors import ModelNotFound
 from llm_assets.resources.llm import ChatRequest, LLMResource
 from llm_assets.simulator import SimulatorServer

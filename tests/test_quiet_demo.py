@@ -3,8 +3,8 @@
 The demo runs in a fresh process (as ``make demo`` does) that turns Dagster's ``BetaWarning``
 and ``PreviewWarning`` into errors before anything is imported: loading the example code
 location or materializing it must not trip one. The ``filterwarnings`` of ``pyproject.toml``
-hide these categories inside pytest, and ``python -m llm_assets`` ignores them too, so neither
-is involved here. Then what the UI reads from the instance is checked: ``llm_spend`` was
+hide these categories inside pytest, and the demo runs outside it, so they are not involved
+here. Then what the UI reads from the instance is checked: ``llm_spend`` was
 materialized by a named job, and the preview of ``review_insights`` is readable and says how
 to trace a row.
 """
@@ -34,7 +34,7 @@ import dagster as dg
 for category in (dg.BetaWarning, dg.PreviewWarning):
     warnings.simplefilter("error", category)
 
-from llm_assets.demo import run_demo
+from reviews_example.demo import run_demo
 
 sys.exit(run_demo(sys.argv[1]))
 """

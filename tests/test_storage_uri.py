@@ -12,9 +12,9 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+from reviews_example.pipeline import ASSETS
+from reviews_example.sample_reviews import generate_reviews
 
-from llm_assets.example.pipeline import ASSETS
-from llm_assets.example.sample_reviews import generate_reviews
 from llm_assets.resources.errors import UserError
 from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.resources.storage.names import escape_path_component

@@ -106,7 +106,7 @@ load_from:
       working_directory: lib
       location_name: capitals
   - python_module:
-      module_name: llm_assets.definitions
+      module_name: reviews_example.definitions
       location_name: example
 """
 
@@ -232,7 +232,7 @@ def test_trace_a_workspace_location_with_the_local_dagster_home(project: Project
 
 
 def test_trace_without_an_instance_says_what_to_export(tmp_path: Path) -> None:
-    shown = _trace(tmp_path, "capitals", "--row", "x", "-m", "llm_assets.definitions")
+    shown = _trace(tmp_path, "capitals", "--row", "x", "-m", "reviews_example.definitions")
     assert shown.returncode == 2
     assert NO_INSTANCE in shown.stderr
     assert "Traceback" not in shown.stderr and shown.stdout == ""
@@ -298,7 +298,7 @@ def test_trace_row_errors_list_what_exists(
 def test_the_command_the_demo_prints_works_in_a_fresh_shell(tmp_path: Path) -> None:
     env = _env(LLM_ASSETS_DATA_DIR=None, LLM_ASSETS_LEDGER_PATH=None, LLM_ASSETS_BASE_URL=None)
     demo = subprocess.run(
-        [sys.executable, "-m", "llm_assets", "demo", "--partition", "2026-11-04"],
+        [sys.executable, "-m", "reviews_example", "demo", "--partition", "2026-11-04"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

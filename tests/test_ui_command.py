@@ -1,5 +1,7 @@
 """``python -m llm_assets ui`` stops every process it started, and so does its ``Supervisor``.
 
+It serves the code location it is given (``make ui``: the example's ``workspace.yaml``).
+
 The process tree is read from ``/proc`` (no psutil): a process belongs to the tree when its
 parent chain leads to the command, or when it shares a process group with a member. A
 process counts as alive until it is gone or a zombie (this machine's init may never reap
@@ -122,6 +124,36 @@ def _location_loaded(port: int) -> bool:
     return bool(entries) and all(e["loadStatus"] == "LOADED" for e in entries)
 
 
+def test_ui_serves_the_code_location_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llm_assets.resources.errors import UserError
+    from llm_assets.ui import code_location
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="no code location given"):
+        code_location()
+    assert code_location(module_name="my_project.definitions") == ["-m", "my_project.definitions"]
+    with pytest.raises(UserError, match=r"defs\.py does not exist"):
+        code_location(python_file="defs.py")
+    (tmp_path / "pyproject.toml").write_text('[tool.dagster]\nmodule_name = "my_project.defs"\n')
+    assert code_location() == []  # dagster dev reads [tool.dagster] itself
+    (tmp_path / "workspace.yaml").write_text("load_from: []\n")
+    assert code_location() == ["-w", "workspace.yaml"]
+    with pytest.raises(UserError, match="give one code location"):
+        code_location(workspace="workspace.yaml", module_name="my_project.definitions")
+
+
+def test_the_library_command_says_where_the_demo_is() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "llm_assets", "demo", "--partition", "2026-11-01"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 2 and "make demo" in shown.stderr and "Traceback" not in shown.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sigterm_to_ui_stops_every_process_it_started(tmp_path: Path) -> None:
@@ -137,6 +169,7 @@ def test_sigterm_to_ui_stops_every_process_it_started(tmp_path: Path) -> None:
     tree: set[Proc] = set()
     with log_path.open("w") as log:
         command = ["ui", "--port", str(port), "--simulator-port", str(simulator_port)]
+        command += ["-w", "workspace.yaml"]  # as make ui runs it: the example's code location
         ui = subprocess.Popen(
             [sys.executable, "-m", "llm_assets", *command],
             cwd=REPO_ROOT,

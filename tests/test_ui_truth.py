@@ -12,10 +12,10 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from reviews_example.definitions import build_definitions
+from reviews_example.pipeline import INSIGHT_TASK
+from reviews_example.research import RESEARCH_TASK
 
-from llm_assets.definitions import build_definitions
-from llm_assets.example.pipeline import INSIGHT_TASK
-from llm_assets.example.research import RESEARCH_TASK
 from llm_assets.provenance import PROVENANCE_COLUMNS, QUARANTINE_COLUMNS
 
 SIMULATOR = "http://127.0.0.1:8765/v1"

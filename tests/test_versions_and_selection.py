@@ -123,7 +123,7 @@ def test_cli_select_only_the_table_materializes_the_quarantine(
     dagster = str(Path(sys.executable).with_name("dagster"))
     for selection in ("raw_reviews", "review_insights"):
         proc = subprocess.run(
-            [dagster, "asset", "materialize", "-m", "llm_assets.definitions",
+            [dagster, "asset", "materialize", "-m", "reviews_example.definitions",
              "--select", selection, "--partition", "2026-11-02"],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240,
         )  # fmt: skip

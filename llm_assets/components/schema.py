@@ -83,8 +83,8 @@ def import_model(path: str) -> type[BaseModel]:
         SchemaError: The module cannot be imported, lacks the name, or it is not a model.
 
     Examples:
-        >>> import_model("llm_assets.example.pipeline.ReviewInsight").__name__
-        'ReviewInsight'
+        >>> import_model("llm_assets.planner.plan.ToolCall").__name__
+        'ToolCall'
     """
     module_name, _, attr = path.rpartition(".")
     if not module_name:

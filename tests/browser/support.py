@@ -1,7 +1,7 @@
 """The Dagster UI for browser tests: ``dagster dev`` on a Postgres instance, beside the simulator.
 
 ``dagster dev`` (the command ``python -m llm_assets ui`` runs) starts ``dagster-webserver``, the
-``dagster-daemon`` and one code server for the example location ``llm_assets.definitions``. The
+``dagster-daemon`` and one code server for the example location ``reviews_example.definitions``. The
 instance is the repository's production ``dagster.yaml`` (Postgres storage, queued runs that
 only the daemon launches) in a fresh ``DAGSTER_HOME``.
 """
@@ -22,8 +22,8 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from reviews_example.pipeline import raw_reviews
 
-from llm_assets.example.pipeline import raw_reviews
 from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.ui import Child, Supervisor
 from tests.conftest import REPO_ROOT

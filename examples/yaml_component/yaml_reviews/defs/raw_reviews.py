@@ -1,5 +1,5 @@
-"""The upstream asset: daily customer reviews (the library's deterministic sample)."""
+"""The upstream asset: daily customer reviews (the reviews example's deterministic sample)."""
 
-from llm_assets.example.pipeline import raw_reviews
+from reviews_example.pipeline import raw_reviews
 
 __all__ = ["raw_reviews"]

@@ -10,10 +10,10 @@ daemon does: it only watches runs) reports each failed run of an LLM asset: to S
 import os
 
 import dagster as dg
-
-from llm_assets.example.pipeline import daily_digest, review_insights
 from llm_assets.sensors.alerts import LLMFailureAlert, SlackWebhook, llm_failure_sensor, log_alert
 from llm_assets.spend import llm_spend_asset
+
+from reviews_example.pipeline import daily_digest, review_insights
 
 SLACK_WEBHOOK_ENV = "LLM_ASSETS_SLACK_WEBHOOK_URL"
 

@@ -11,20 +11,20 @@ import os
 from typing import Any
 
 import dagster as dg
+from llm_assets.resources.ledger import ResponseLedger
+from llm_assets.resources.llm import LLMResource
+from llm_assets.resources.storage import ParquetIOManager
+from llm_assets.versions import resolve_model_versions
 
-from llm_assets.example.inbox import INBOX_ASSETS, INBOX_SENSORS
-from llm_assets.example.pipeline import (
+from reviews_example.inbox import INBOX_ASSETS, INBOX_SENSORS
+from reviews_example.pipeline import (
     ASSETS,
     nightly_enrichment_job,
     nightly_enrichment_schedule,
     review_batches_sensor,
 )
-from llm_assets.example.research import RESEARCH_ASSETS, review_research_job
-from llm_assets.example.spend import ALERT_SENSORS, SPEND_ASSETS, llm_spend_refresh_job
-from llm_assets.resources.ledger import ResponseLedger
-from llm_assets.resources.llm import LLMResource
-from llm_assets.resources.storage import ParquetIOManager
-from llm_assets.versions import resolve_model_versions
+from reviews_example.research import RESEARCH_ASSETS, review_research_job
+from reviews_example.spend import ALERT_SENSORS, SPEND_ASSETS, llm_spend_refresh_job
 
 SIMULATOR_URL = "http://127.0.0.1:8765/v1"
 

@@ -1,8 +1,9 @@
-"""``python -m llm_assets demo``: the example pipeline against the simulator.
+"""``python -m reviews_example demo`` (``make demo``): the example pipeline against the simulator.
 
 ``demo`` materializes one partition of the whole example pipeline, then ``llm_spend``, on the
 embedded SQLite instance in ``$DAGSTER_HOME`` (default ``./.dagster_home``) and prints what it
-produced and the command that traces one of its rows. ``ui`` lives in ``llm_assets.ui``.
+produced and the command that traces one of its rows. The UI is the library's own launcher,
+``python -m llm_assets ui`` (``make ui``), on the workspace that names this code location.
 """
 
 from __future__ import annotations
@@ -15,22 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-
 from llm_assets.simulator import SimulatorConfig, SimulatorProcess
+from llm_assets.ui import prepare_local_home
 
 DEFAULT_SIMULATOR_PORT = 8765
-MINIMAL_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
-
-
-def prepare_local_home() -> Path:
-    """Creates ``$DAGSTER_HOME`` (default ``.dagster_home``) for the embedded SQLite instance."""
-    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(MINIMAL_INSTANCE_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
+#: The code location the printed ``trace`` command loads.
+DEFINITIONS_MODULE = "reviews_example.definitions"
 
 
 def _free_port(preferred: int) -> int:
@@ -71,7 +62,7 @@ def trace_command(partition: str, row_id: str) -> str:
 
             >>> print(trace_command("2026-11-01", "2026-11-01-0000"))  # doctest: +SKIP
             .venv/bin/python -m llm_assets trace review_insights --module-name \
-llm_assets.definitions --partition 2026-11-01 --row 2026-11-01-0000
+reviews_example.definitions --partition 2026-11-01 --row 2026-11-01-0000
     """
     cwd = Path.cwd()
     settings = []
@@ -87,7 +78,7 @@ llm_assets.definitions --partition 2026-11-01 --row 2026-11-01-0000
     command = [
         *settings,
         shlex.quote(str(python)),
-        "-m llm_assets trace review_insights --module-name llm_assets.definitions",
+        f"-m llm_assets trace review_insights --module-name {DEFINITIONS_MODULE}",
         f"--partition {shlex.quote(partition)} --row {shlex.quote(row_id)}",
     ]
     return " ".join(command)
@@ -109,7 +100,7 @@ def run_demo(partition: str) -> int:
     home = prepare_local_home()
     simulator = start_simulator()
     try:
-        from llm_assets.definitions import build_definitions
+        from reviews_example.definitions import build_definitions
 
         defs = build_definitions("local")
         job = defs.resolve_job_def("nightly_enrichment")

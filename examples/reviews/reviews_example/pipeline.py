@@ -12,12 +12,12 @@ from typing import Any, Literal
 
 import dagster as dg
 import pandas as pd
-from pydantic import BaseModel, Field
-
-from llm_assets.example.sample_reviews import generate_reviews
 from llm_assets.factory import llm_asset
 from llm_assets.sensors.batches import batch_sensor
 from llm_assets.task import LLMTask
+from pydantic import BaseModel, Field
+
+from reviews_example.sample_reviews import generate_reviews
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=0)
 GROUP = "review_enrichment"

@@ -11,12 +11,12 @@ from typing import Literal
 
 import dagster as dg
 import pandas as pd
-from pydantic import BaseModel, Field
-
-from llm_assets.example.pipeline import DAILY, GROUP, review_insights
-from llm_assets.example.sample_reviews import generate_reviews
 from llm_assets.planner import planned_asset, tool
 from llm_assets.task import LLMTask
+from pydantic import BaseModel, Field
+
+from reviews_example.pipeline import DAILY, GROUP, review_insights
+from reviews_example.sample_reviews import generate_reviews
 
 MAX_REVIEWS = 3
 

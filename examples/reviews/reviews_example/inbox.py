@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 
 import dagster as dg
-
-from llm_assets.example.pipeline import INSIGHT_TASK
 from llm_assets.factory import llm_asset
 from llm_assets.sensors import InboxFeed
+
+from reviews_example.pipeline import INSIGHT_TASK
 
 GROUP = "partner_reviews"
 REQUIRED_COLUMNS = ("review_id", "product", "rating", "title", "body")

@@ -1,1 +1,0 @@
-"""The example pipeline: nightly enrichment of customer reviews."""
