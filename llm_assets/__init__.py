@@ -9,6 +9,7 @@ hold the rest, each family with its own face.
 """
 
 from llm_assets.factory import LLMAssetConfig, llm_asset
+from llm_assets.options import AssetOptions
 from llm_assets.planner import planned_asset, tool
 from llm_assets.provenance import PROVENANCE_COLUMNS
 from llm_assets.resources.errors import (
@@ -30,7 +31,8 @@ from llm_assets.task import LLMTask
 from llm_assets.trace import RowTrace, format_trace, trace_row
 from llm_assets.versions import rematerialize_on_new_version, resolve_model_versions
 
-__all__ = [  # noqa: RUF022 - plain sorted order, checked by tests/test_public_api.py
+__all__ = [  # noqa: RUF022 - plain sorted order
+    "AssetOptions",
     "AuthenticationFailed",
     "BudgetExceededError",
     "EndpointUnreachable",

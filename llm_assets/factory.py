@@ -1,8 +1,8 @@
 """``llm_asset``: turns an ``LLMTask`` and an upstream asset into a partitioned Dagster asset."""
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal, Unpack
 
 import dagster as dg
 import pandas as pd
@@ -16,15 +16,13 @@ from llm_assets.describe import (
     task_description,
 )
 from llm_assets.endpoints import DEFAULT_KIND
+from llm_assets.options import AssetOptions, ResolvedOptions
 from llm_assets.planning import ROW_INDEX_COLUMN
 from llm_assets.resources.errors import UserError
 from llm_assets.results import FAILURE_RATE_CHECK, AssetNames, Event, Report, step_events
 from llm_assets.runner import StepInfo, run_task
 from llm_assets.task import LLMTask
 from llm_assets.versions import register_llm_asset
-
-Prepare = Callable[[pd.DataFrame, str | None], pd.DataFrame]
-
 
 Mode = Literal["online", "batch"]
 
@@ -70,23 +68,13 @@ def llm_asset(
     *,
     upstream: dg.AssetsDefinition | dg.AssetKey | str,
     name: str | None = None,
-    partitions_def: dg.PartitionsDefinition | None = None,
-    prepare: Prepare | None = None,
-    passthrough_columns: Sequence[str] = (),
     report: Report | None = None,
-    max_cost_usd: float | None = None,
-    group_name: str | None = None,
-    description: str | None = None,
-    llm_resource_key: str = "llm",
-    ledger_resource_key: str | None = "ledger",
-    io_manager_key: str = "io_manager",
-    backfill_policy: dg.BackfillPolicy | None = None,
-    tags: Mapping[str, str] | None = None,
     max_failure_rate: float = 0.05,
     block_downstream_on_failures: bool = False,
     automation_condition: dg.AutomationCondition | None = None,
     mode: Mode = "online",
     batch_max_resubmits: int = 1,
+    **options: Unpack[AssetOptions],
 ) -> dg.AssetsDefinition:
     """Builds the assets that answer ``task`` for every row of ``upstream``'s partition.
 
@@ -102,20 +90,7 @@ def llm_asset(
         task: What to ask.
         upstream: The asset whose rows are prompted (definition, key or "a/b" string).
         name: Asset name; defaults to ``task.name``.
-        partitions_def: Partitions; defaults to the upstream definition's.
-        prepare: ``prepare(table, partition_key)`` turns an upstream partition's table into
-            the rows to prompt (e.g. one row per day that gathers the day's insights).
-        passthrough_columns: Upstream columns copied to the output next to the id.
         report: Extra materialization metadata computed from the output table.
-        max_cost_usd: Budget of new spend per materialization (run config can override).
-        group_name: Dagster asset group.
-        description: What the asset is for, shown above the model, the prompts and the
-            output schema in the asset's description.
-        llm_resource_key: Resource key of the ``LLMResource``.
-        ledger_resource_key: Resource key of the ``ResponseLedger``; ``None`` for no ledger.
-        io_manager_key: IO manager storing the output (``ParquetIOManager`` by default).
-        backfill_policy: Defaults to ``BackfillPolicy.single_run()`` for partitioned assets.
-        tags: Asset tags.
         max_failure_rate: The ``failure_rate`` asset check fails above this share of failed
             rows.
         block_downstream_on_failures: Make that check blocking, so downstream assets do not
@@ -129,6 +104,10 @@ def llm_asset(
         automation_condition: When the automation daemon materializes the asset, e.g.
             ``llm_assets.rematerialize_on_new_version()`` to redo recent partitions after a
             prompt, schema or model change.
+        **options: What ``llm_asset`` and ``planned_asset`` share (``AssetOptions``):
+            ``partitions_def``, ``prepare``, ``passthrough_columns``, ``max_cost_usd``,
+            ``group_name``, ``description``, ``llm_resource_key``, ``ledger_resource_key``,
+            ``io_manager_key``, ``backfill_policy``, ``tags``.
 
     Returns:
         The asset definition.
@@ -150,15 +129,9 @@ def llm_asset(
             )
     """
     upstream_key = upstream_key_of(upstream)
-    passthrough = tuple(passthrough_columns)
-    if partitions_def is None and isinstance(upstream, dg.AssetsDefinition):
-        partitions_def = upstream.partitions_def
-    if backfill_policy is None and partitions_def is not None:
-        backfill_policy = dg.BackfillPolicy.single_run()
+    opts = ResolvedOptions.of(options, upstream)
+    passthrough = opts.passthrough_columns
     asset_name = name or task.name
-    resource_keys = {llm_resource_key, io_manager_key}
-    if ledger_resource_key:
-        resource_keys.add(ledger_resource_key)
     definition_metadata = {
         "task_version": task.version,
         "model": task.model or "(LLMResource.model)",
@@ -171,9 +144,9 @@ def llm_asset(
     quarantine_name = f"{asset_name}_quarantine"
     common: dict[str, Any] = {
         "code_version": task.version,
-        "io_manager_key": io_manager_key,
-        "group_name": group_name,
-        "tags": dict(tags or {}),
+        "io_manager_key": opts.io_manager_key,
+        "group_name": opts.group_name,
+        "tags": opts.tags,
         # Subsettable: a selection may take the table without its quarantine, or vice versa.
         "is_required": False,
     }
@@ -182,7 +155,7 @@ def llm_asset(
             metadata=definition_metadata,
             automation_condition=automation_condition,
             description=task_description(
-                task, upstream=upstream_key.to_user_string(), intro=description
+                task, upstream=upstream_key.to_user_string(), intro=opts.description
             ),
             # The endpoint badge; resolve_model_versions names the endpoint actually configured.
             kinds={DEFAULT_KIND, "pandas"},
@@ -211,7 +184,7 @@ def llm_asset(
                 f"Fails when more than {max_failure_rate:.0%} of a partition's rows failed."
             ),
             blocking=block_downstream_on_failures,
-            partitions_def=partitions_def,
+            partitions_def=opts.partitions_def,
         )
         decorate = dg.multi_asset(
             name=asset_name,
@@ -222,9 +195,9 @@ def llm_asset(
                 asset_name: {upstream_key},
                 quarantine_name: {dg.AssetKey(asset_name)},
             },
-            partitions_def=partitions_def,
-            backfill_policy=backfill_policy,
-            required_resource_keys=resource_keys,
+            partitions_def=opts.partitions_def,
+            backfill_policy=opts.backfill_policy,
+            required_resource_keys=opts.resource_keys,
             check_specs=[check],
             can_subset=True,
         )
@@ -239,10 +212,11 @@ def llm_asset(
             else [None]
         )
         frames = frames_by_partition(upstream, partition_keys)
-        if prepare is not None:
-            frames = {key: prepare(df, key) for key, df in frames.items()}
-        llm = getattr(context.resources, llm_resource_key)
-        ledger = getattr(context.resources, ledger_resource_key) if ledger_resource_key else None
+        if opts.prepare is not None:
+            frames = {key: opts.prepare(df, key) for key, df in frames.items()}
+        llm = getattr(context.resources, opts.llm_resource_key)
+        ledger_key = opts.ledger_resource_key
+        ledger = getattr(context.resources, ledger_key) if ledger_key else None
         _warn_if_version_misses_model(context, asset_name, task, llm.model)
         with batch_mode(
             _check_mode(config.mode or mode),
@@ -264,7 +238,7 @@ def llm_asset(
                 ),
                 log=context.log,
                 max_cost_usd=(
-                    config.max_cost_usd if config.max_cost_usd is not None else max_cost_usd
+                    config.max_cost_usd if config.max_cost_usd is not None else opts.max_cost_usd
                 ),
                 passthrough_columns=passthrough,
                 batch=batch,
@@ -282,7 +256,7 @@ def llm_asset(
             preview_columns=preview_columns,
             default_model=task.model or llm.model,
             max_failure_rate=max_failure_rate,
-            io_manager_key=io_manager_key,
+            io_manager_key=opts.io_manager_key,
         )
         yield from step_events(
             context, names, output, preview_report(report, output, asset_name, preview_columns)
@@ -291,11 +265,11 @@ def llm_asset(
     register_llm_asset(
         dg.AssetKey(asset_name),
         task,
-        llm_resource_key,
+        opts.llm_resource_key,
         upstream=upstream_key.to_user_string(),
-        intro=description,
+        intro=opts.description,
     )
-    register_llm_asset(dg.AssetKey(quarantine_name), task, llm_resource_key, is_table=False)
+    register_llm_asset(dg.AssetKey(quarantine_name), task, opts.llm_resource_key, is_table=False)
     return _llm_asset
 
 

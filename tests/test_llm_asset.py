@@ -14,11 +14,12 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.loader import LoadingContextForTest
 from pydantic import BaseModel
 
-from llm_assets import LLMTask, llm_asset
+from llm_assets import LLMTask, llm_asset, planned_asset
 from llm_assets.resources.errors import AuthenticationFailed, MissingColumnsError, UserError
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import LLMResource
 from llm_assets.simulator import SimulatorServer
+from tests import planner_support
 from tests.conftest import TEST_API_KEY, make_resources
 
 REGIONS = dg.StaticPartitionsDefinition(["eu", "us"])
@@ -348,3 +349,17 @@ def test_kind_badge_before_resolution_is_the_api_the_resource_speaks() -> None:
     spec = asset.specs_by_key[dg.AssetKey("label")]
     assert spec.kinds == {"openai", "pandas"}
     assert "`gpt-4o`" in (spec.description or "")
+
+
+def test_the_shared_options_are_checked_by_name_for_both_factories() -> None:
+    with pytest.raises(UserError, match=r"unknown option\(s\) max_cost; the options are"):
+        llm_asset(make_task(), upstream="tickets", max_cost=5.0)  # type: ignore[call-arg]
+    with pytest.raises(UserError, match=r"unknown option\(s\) group"):
+        planned_asset(
+            name="p", upstream="tickets", planner_prompt="{text}", tools=["lookup_product"],
+            synthesizer=planner_support.NOTE_TASK, group="x",  # type: ignore[call-arg]
+        )  # fmt: skip
+    daily = dg.DailyPartitionsDefinition(start_date="2026-11-01")
+    asset = llm_asset(make_task(), upstream="tickets", partitions_def=daily, group_name="g")
+    assert asset.backfill_policy == dg.BackfillPolicy.single_run()
+    assert asset.group_names_by_key[dg.AssetKey(make_task().name)] == "g"

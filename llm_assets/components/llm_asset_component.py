@@ -8,6 +8,7 @@ field descriptions of the task fields are read from ``LLMTask`` and ``llm_asset`
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import warnings
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from llm_assets.components.scaffold import LLMAssetScaffolder
 from llm_assets.components.schema import SchemaError, import_model, model_from_json_schema
 from llm_assets.components.upstream import UpstreamCycleError, find_upstream
 from llm_assets.factory import llm_asset
+from llm_assets.options import ResolvedOptions
 from llm_assets.resources.errors import UserError
 from llm_assets.task import LLMTask
 
@@ -35,7 +37,10 @@ def _task_field(name: str) -> Any:
 
 
 def _asset_default(name: str) -> Any:
-    return inspect.signature(llm_asset).parameters[name].default
+    parameter = inspect.signature(llm_asset).parameters.get(name)
+    if parameter is not None:
+        return parameter.default
+    return next(f.default for f in dataclasses.fields(ResolvedOptions) if f.name == name)
 
 
 # The YAML field is `model`, like LLMTask's; pydantic warns that it shadows the classmethod

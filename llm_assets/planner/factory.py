@@ -12,14 +12,15 @@ tool steps and the synthesizer, and the ledger answers every LLM request already
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Unpack
 
 import dagster as dg
 
 from llm_assets.describe import output_column_schema, task_description
 from llm_assets.endpoints import DEFAULT_KIND
-from llm_assets.factory import Prepare, upstream_key_of
+from llm_assets.factory import upstream_key_of
+from llm_assets.options import AssetOptions, ResolvedOptions
 from llm_assets.planner.errors import ToolDefinitionError
 from llm_assets.planner.ops import (
     INTERMEDIATE_IO_KEY,
@@ -55,9 +56,6 @@ def planned_asset(
     planner_prompt: str,
     tools: Iterable[Tool | str],
     synthesizer: LLMTask,
-    partitions_def: dg.PartitionsDefinition | None = None,
-    prepare: Prepare | None = None,
-    passthrough_columns: Sequence[str] = (),
     planner_model: str | None = None,
     planner_system_prompt: str = PLANNER_SYSTEM_PROMPT,
     planner_repair_attempts: int = 1,
@@ -66,14 +64,7 @@ def planned_asset(
     calls_per_step: int = 1,
     step_threads: int = 1,
     tool_retry_policy: dg.RetryPolicy | None = None,
-    max_cost_usd: float | None = None,
-    group_name: str | None = None,
-    description: str | None = None,
-    llm_resource_key: str = "llm",
-    ledger_resource_key: str | None = "ledger",
-    io_manager_key: str = "io_manager",
-    backfill_policy: dg.BackfillPolicy | None = None,
-    tags: Mapping[str, str] | None = None,
+    **options: Unpack[AssetOptions],
 ) -> dg.AssetsDefinition:
     r"""Builds an asset where an LLM plans, per input row, calls to allowlisted tools.
 
@@ -93,9 +84,6 @@ def planned_asset(
         tools: The allowlist: ``Tool`` objects from ``@tool`` or registered names.
         synthesizer: The task answering each row; its prompt must use ``{tool_results}``
             (JSON list of the row's calls and results). Its schema shapes the output table.
-        partitions_def: Defaults to the upstream definition's partitions.
-        prepare: ``prepare(table, partition_key)`` selects or reshapes the rows to plan for.
-        passthrough_columns: Upstream columns copied to the output.
         planner_model: Model of the planner; defaults to the synthesizer's.
         planner_system_prompt: Instructions of the planner.
         planner_repair_attempts: Follow-ups asking the planner again after an invalid plan.
@@ -106,15 +94,12 @@ def planned_asset(
         step_threads: Calls of one step run in up to this many threads (for thread-safe tools
             that wait on I/O); 1 runs them in order.
         tool_retry_policy: Retries of a failed tool step; default ``DEFAULT_TOOL_RETRY``.
-        max_cost_usd: Budget of new LLM spend of each LLM step (planner, synthesizer).
-        group_name: Asset group.
-        description: Asset description.
-        llm_resource_key: Resource key of the ``LLMResource``.
-        ledger_resource_key: Resource key of the ``ResponseLedger`` (needed by tools with side
-            effects); ``None`` for no ledger.
-        io_manager_key: IO manager of the output table.
-        backfill_policy: Defaults to single-run for partitioned assets.
-        tags: Asset tags.
+        **options: What ``planned_asset`` and ``llm_asset`` share (``AssetOptions``):
+            ``partitions_def``, ``prepare``, ``passthrough_columns``, ``max_cost_usd`` (of
+            each LLM step: planner, synthesizer), ``group_name``, ``description``,
+            ``llm_resource_key``, ``ledger_resource_key`` (needed by tools with side
+            effects; ``None`` for no ledger), ``io_manager_key``, ``backfill_policy``,
+            ``tags``.
 
     Returns:
         The graph-backed asset.
@@ -144,8 +129,9 @@ def planned_asset(
             f"the synthesizer of planner asset '{name}' never shows the tool results: add "
             f"{{{TOOL_RESULTS_COLUMN}}} to its user_prompt or system_prompt"
         )
+    opts = ResolvedOptions.of(options, upstream)
     effects = sorted(t.name for t in allowed.values() if t.side_effects)
-    if effects and not ledger_resource_key:
+    if effects and not opts.ledger_resource_key:
         raise ToolDefinitionError(
             f"tools with side effects ({', '.join(effects)}) record their idempotency keys in "
             f"the ledger; give planner asset '{name}' a ledger_resource_key"
@@ -154,10 +140,6 @@ def planned_asset(
         if value < 1:
             raise ToolDefinitionError(f"{label} must be at least 1, got {value}")
     upstream_key = upstream_key_of(upstream)
-    if partitions_def is None and isinstance(upstream, dg.AssetsDefinition):
-        partitions_def = upstream.partitions_def
-    if backfill_policy is None and partitions_def is not None:
-        backfill_policy = dg.BackfillPolicy.single_run()
     planner = planner_task(
         f"{name}_plan",
         planner_prompt,
@@ -177,19 +159,19 @@ def planned_asset(
         max_calls_per_row=max_calls_per_row,
         calls_per_step=calls_per_step,
         step_threads=step_threads,
-        prepare=prepare,
-        passthrough=tuple(passthrough_columns),
-        max_cost_usd=max_cost_usd,
-        llm_key=llm_resource_key,
-        ledger_key=ledger_resource_key,
-        io_manager_key=io_manager_key,
+        prepare=opts.prepare,
+        passthrough=opts.passthrough_columns,
+        max_cost_usd=opts.max_cost_usd,
+        llm_key=opts.llm_resource_key,
+        ledger_key=opts.ledger_resource_key,
+        io_manager_key=opts.io_manager_key,
         retry_policy=tool_retry_policy or DEFAULT_TOOL_RETRY,
     )
     planned = PlannedTask.of(
         synthesizer, planner, {tool_name: t.fingerprint for tool_name, t in allowed.items()}
     )
     version = planned.version
-    intro = _intro(spec, description)
+    intro = _intro(spec, opts.description)
     plan_op, tool_op, synthesize_op = (
         build_plan_op(spec),
         build_tool_op(spec),
@@ -204,13 +186,13 @@ def planned_asset(
     decorate = dg.graph_asset(
         name=name,
         ins={"upstream": dg.AssetIn(key=upstream_key)},
-        partitions_def=partitions_def,
-        backfill_policy=backfill_policy,
-        group_name=group_name,
+        partitions_def=opts.partitions_def,
+        backfill_policy=opts.backfill_policy,
+        group_name=opts.group_name,
         # Model and endpoint: resolve_model_versions names those actually configured.
         description=task_description(planned, upstream=spec.upstream, intro=intro),
         metadata=_definition_metadata(spec, version),
-        tags=dict(tags or {}),
+        tags=opts.tags,
         kinds={DEFAULT_KIND, "pandas"},
         code_version=version,
         resource_defs={INTERMEDIATE_IO_KEY: _INTERMEDIATES},
@@ -221,7 +203,7 @@ def planned_asset(
         warnings.simplefilter("ignore", dg.BetaWarning)
         asset = decorate(_planned)
     register_llm_asset(
-        dg.AssetKey(name), planned, llm_resource_key, upstream=spec.upstream, intro=intro
+        dg.AssetKey(name), planned, opts.llm_resource_key, upstream=spec.upstream, intro=intro
     )
     return asset
 

@@ -15,7 +15,8 @@ import dagster as dg
 import pandas as pd
 
 from llm_assets.describe import readable_rows, trace_hint
-from llm_assets.factory import Prepare, frames_by_partition
+from llm_assets.factory import frames_by_partition
+from llm_assets.options import Prepare
 from llm_assets.planner.calls import CallContext, run_calls
 from llm_assets.planner.errors import PlanTooLargeError
 from llm_assets.planner.lineage import (
