@@ -23,7 +23,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from llm_assets import LLMTask, llm_asset
-from llm_assets.planning import plan_rows
+from llm_assets.rendering import plan_rows
 from llm_assets.resources.ledger import LedgerEntry, ResponseLedger
 from llm_assets.resources.llm import LLMResource
 from llm_assets.resources.storage import ParquetIOManager

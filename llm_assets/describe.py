@@ -19,13 +19,13 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from llm_assets.planning import ROW_INDEX_COLUMN
 from llm_assets.provenance import (
     PROVENANCE_COLUMNS,
     PROVENANCE_DESCRIPTIONS,
     QUARANTINE_COLUMNS,
     QUARANTINE_DESCRIPTIONS,
 )
+from llm_assets.rendering import ROW_INDEX_COLUMN
 from llm_assets.results import Report, markdown_preview
 from llm_assets.runner import StepOutput
 from llm_assets.task import LLMTask

@@ -17,7 +17,7 @@ from llm_assets.describe import (
 )
 from llm_assets.endpoints import DEFAULT_KIND
 from llm_assets.options import AssetOptions, ResolvedOptions
-from llm_assets.planning import ROW_INDEX_COLUMN
+from llm_assets.rendering import ROW_INDEX_COLUMN
 from llm_assets.resources.errors import UserError
 from llm_assets.results import FAILURE_RATE_CHECK, AssetNames, Event, Report, step_events
 from llm_assets.runner import StepInfo, run_task

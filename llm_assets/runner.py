@@ -25,9 +25,9 @@ from typing import Any
 import pandas as pd
 
 from llm_assets.batching import BatchMode, BatchPlan
-from llm_assets.planning import PlannedRow, check_columns, plan_chunks, repair_request
 from llm_assets.progress import progress_logger
 from llm_assets.provenance import answer_content, parse_answer
+from llm_assets.rendering import PlannedRow, check_columns, plan_chunks, repair_request
 from llm_assets.resources.errors import BudgetExceededError
 from llm_assets.resources.ledger import Answers, LedgerFigures, Payer, ResponseLedger, Send
 from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource, cost_usd

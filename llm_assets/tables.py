@@ -10,7 +10,6 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from llm_assets.planning import ROW_INDEX_COLUMN, PlannedRow
 from llm_assets.provenance import (
     BATCH_ID_FIELD,
     PROVENANCE_COLUMNS,
@@ -19,6 +18,7 @@ from llm_assets.provenance import (
     STATUS_OK,
     empty_output_frame,
 )
+from llm_assets.rendering import ROW_INDEX_COLUMN, PlannedRow
 from llm_assets.resources.ledger import LedgerEntry
 from llm_assets.resources.llm import ChatRequest, ChatResult
 from llm_assets.summary import StepSummary

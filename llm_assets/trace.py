@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from llm_assets.planning import ROW_INDEX_COLUMN
+from llm_assets.rendering import ROW_INDEX_COLUMN
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.storage import ParquetIOManager
 

@@ -36,7 +36,7 @@ from llm_assets.planner.plan import (
 )
 from llm_assets.planner.rows import PlannerOutput, ToolOutcome, assemble, synthesizer_frame
 from llm_assets.planner.tools import Tool
-from llm_assets.planning import ROW_INDEX_COLUMN
+from llm_assets.rendering import ROW_INDEX_COLUMN
 from llm_assets.results import markdown_preview
 from llm_assets.runner import StepInfo, run_task
 from llm_assets.summary import run_line
