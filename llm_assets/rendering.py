@@ -9,9 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from llm_assets.hashing import request_hash
 from llm_assets.resources.errors import MissingColumnsError
 from llm_assets.resources.llm import ChatRequest
-from llm_assets.task import LLMTask, request_hash
+from llm_assets.task import LLMTask
 
 ROW_INDEX_COLUMN = "row_index"
 

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from llm_assets.hashing import canonical_json
 from llm_assets.provenance import (
     BATCH_ID_FIELD,
     PROVENANCE_COLUMNS,
@@ -22,7 +23,7 @@ from llm_assets.rendering import ROW_INDEX_COLUMN, PlannedRow
 from llm_assets.resources.ledger import LedgerEntry
 from llm_assets.resources.llm import ChatRequest, ChatResult
 from llm_assets.summary import StepSummary
-from llm_assets.task import LLMTask, canonical_json
+from llm_assets.task import LLMTask
 
 
 class RunStamp(NamedTuple):

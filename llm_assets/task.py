@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import string
 from collections.abc import Mapping
 from functools import cached_property
-from json.encoder import encode_basestring as _encode_str
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llm_assets.hashing import canonical_json, canonical_messages
 from llm_assets.resources.errors import SchemaError
 from llm_assets.resources.llm import (
     estimate_prompt_tokens,
@@ -20,57 +19,7 @@ from llm_assets.resources.llm import (
     to_strict_json_schema,
 )
 
-
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no spaces: equal values always give equal text.
-
-    Examples:
-        >>> canonical_json({"b": 1, "a": [1, 2]})
-        '{"a":[1,2],"b":1}'
-    """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-_ROLE_CONTENT = frozenset({"role", "content"})
 _SDK_CALL_OPTIONS = frozenset({"extra_body", "extra_headers", "extra_query", "timeout"})
-
-
-def canonical_messages(messages: list[dict[str, Any]]) -> str:
-    """``canonical_json(messages)``, built directly for plain role/content messages.
-
-    Hashing 100k rows spends most of its time here, and string-only messages need no
-    general-purpose encoder.
-
-    Examples:
-        >>> msgs = [{"role": "user", "content": 'say "hi"'}]
-        >>> canonical_messages(msgs) == canonical_json(msgs)
-        True
-    """
-    parts = []
-    for message in messages:
-        content = message.get("content")
-        if message.keys() != _ROLE_CONTENT or not isinstance(content, str):
-            return canonical_json(messages)
-        parts.append(
-            f'{{"content":{_encode_str(content)},"role":{_encode_str(str(message["role"]))}}}'
-        )
-    return "[" + ",".join(parts) + "]"
-
-
-def request_hash(body: Mapping[str, Any]) -> str:
-    """The ledger key of a request: sha256 of its canonical JSON, never of row position.
-
-    The messages are hashed after everything else, so a task can hash the part its rows share
-    (model, schema, parameters) once and each row's messages on top (``LLMTask.request_key``).
-
-    Examples:
-        >>> request_hash({"model": "m"}) == request_hash({"model": "m"})
-        True
-    """
-    rest = {k: v for k, v in body.items() if k != "messages"}
-    digest = hashlib.sha256(canonical_json(rest).encode())
-    digest.update(b"\n" + canonical_messages(body.get("messages", [])).encode())
-    return digest.hexdigest()
 
 
 def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -341,6 +290,7 @@ class LLMTask(BaseModel):
             ...     label: str
             >>> task = LLMTask(name="t", user_prompt="{x}", output_schema=Out)
             >>> body = task.request_body([{"role": "user", "content": "hi"}], "m")
+            >>> from llm_assets.hashing import request_hash
             >>> task.request_key(body) == request_hash(body)
             True
         """

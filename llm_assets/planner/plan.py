@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from llm_assets.hashing import canonical_json
 from llm_assets.planner.tools import Tool, registered_tool
-from llm_assets.task import canonical_json
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"

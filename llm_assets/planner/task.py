@@ -11,9 +11,10 @@ import hashlib
 from collections.abc import Mapping
 from functools import cached_property
 
+from llm_assets.hashing import canonical_json
 from llm_assets.planner.plan import Plan
 from llm_assets.planner.tools import Tool
-from llm_assets.task import LLMTask, canonical_json
+from llm_assets.task import LLMTask
 
 PLANNER_SYSTEM_PROMPT = (
     "You plan tool calls. Read the item and decide which of the tools offered in this "

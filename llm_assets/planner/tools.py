@@ -19,9 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from llm_assets.hashing import canonical_json
 from llm_assets.planner.errors import ToolDefinitionError
 from llm_assets.resources.llm import strict_schema_problems
-from llm_assets.task import canonical_json, strict_json_schema
+from llm_assets.task import strict_json_schema
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _REGISTRY: dict[str, Tool] = {}
