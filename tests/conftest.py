@@ -1,9 +1,9 @@
 """Shared fixtures: the simulator, Dagster instances on SQLite and Postgres, and a network guard.
 
 ``make test`` runs the suite in parallel processes (``pytest -n N --dist loadgroup``), then the
-tests marked ``serial`` alone (``pytest -m serial``). ``pytest_collection_modifyitems`` below
-says which tests share something and so run one after another in one process, which tests
-must run alone, and starts the long ones first.
+tests marked ``serial`` alone (``pytest -m serial``). ``XDIST_GROUPS`` below says which tests
+share something and so run one after another in one process, ``SERIAL_FILES`` which tests must
+run alone; the slow tests start first.
 
 The guard has two layers. ``LLM_ASSETS_OFFLINE=1`` (inherited by every subprocess the tests
 start) makes ``LLMResource`` refuse a non-loopback endpoint before sending anything. Inside
@@ -77,8 +77,8 @@ socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 #: the ``serial`` marker and run alone, after the parallel run.
 SERIAL_FILES = "test_*restart*.py"
 
-#: Tests that share more than each test creates for itself run in one process, one after another
-#: (``xdist_group``), keyed by the path of their file under ``tests/``.
+#: Tests that share more than each test creates for itself run in one process, one after another,
+#: keyed by the path of their file under ``tests/`` (a folder ends with ``/``).
 XDIST_GROUPS = {
     # dagster-celery workers, a daemon and Celery pings on a busy machine: one cluster at a time.
     "test_celery.py": "celery",
@@ -92,20 +92,43 @@ XDIST_GROUPS = {
 }
 
 
+def xdist_group_of(nodeid: str) -> str | None:
+    """The group of ``XDIST_GROUPS`` the test ``nodeid`` belongs to, if any."""
+    path = nodeid.split("::", 1)[0].removeprefix("tests/")
+    for prefix, group in XDIST_GROUPS.items():
+        if path == prefix or (prefix.endswith("/") and path.startswith(prefix)):
+            return group
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` with the groups of ``XDIST_GROUPS``, told apart by node id.
+
+    pytest-xdist 3.8 marks a group by renaming the test's node id, which pytest 9.2 no longer
+    lets it do (pytest-xdist issue #1386): its ``xdist_group`` marks are silently ignored.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedStateScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid) or super()._split_scope(nodeid)
+
+    return SharedStateScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by the markers added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Marks serial tests, groups tests that share state, and starts slow tests first.
+    """Marks serial tests and starts slow tests first.
 
     Under ``pytest -n N`` the serial tests are deselected: they would run beside others. The
     second command of ``make test`` (``pytest -m serial``) runs them.
     """
-    tests_dir = Path(__file__).parent
     for item in items:
         if fnmatch.fnmatch(item.path.name, SERIAL_FILES):
             item.add_marker(pytest.mark.serial)
-        relative = item.path.relative_to(tests_dir).as_posix()
-        for prefix, group in XDIST_GROUPS.items():
-            if relative == prefix or (prefix.endswith("/") and relative.startswith(prefix)):
-                item.add_marker(pytest.mark.xdist_group(group))
     if _in_parallel_run(config):
         serial = [item for item in items if item.get_closest_marker("serial")]
         if serial:
