@@ -268,8 +268,15 @@ def llm_asset(
         opts.llm_resource_key,
         upstream=upstream_key.to_user_string(),
         intro=opts.description,
+        definition=_llm_asset,
     )
-    register_llm_asset(dg.AssetKey(quarantine_name), task, opts.llm_resource_key, is_table=False)
+    register_llm_asset(
+        dg.AssetKey(quarantine_name),
+        task,
+        opts.llm_resource_key,
+        is_table=False,
+        definition=_llm_asset,
+    )
     return _llm_asset
 
 

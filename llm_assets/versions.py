@@ -11,6 +11,7 @@ step names the model and the endpoint (from ``LLMResource.base_url``: ``openai``
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -33,7 +34,12 @@ class _Registered:
     intro: str | None
 
 
-_TASKS: dict[dg.AssetKey, _Registered] = {}
+# By the definition object, so that two definitions of one key in a process (a YAML and a
+# Python variant, a test suite) never take each other's task; by key and code version for a
+# definition copied since (its specs keep the factory's version until resolved).
+_BY_DEFINITION: dict[int, tuple[weakref.ref[dg.AssetsDefinition], dict[dg.AssetKey, Any]]] = {}
+_TASKS: dict[tuple[dg.AssetKey, str], _Registered] = {}
+_TABLES: set[dg.AssetKey] = set()
 
 
 def register_llm_asset(
@@ -44,6 +50,7 @@ def register_llm_asset(
     is_table: bool = True,
     upstream: str = "upstream",
     intro: str | None = None,
+    definition: dg.AssetsDefinition | None = None,
 ) -> None:
     """Remembers which task and LLM resource key the ``llm_asset`` ``key`` uses.
 
@@ -54,8 +61,18 @@ def register_llm_asset(
         is_table: ``True`` for the output table, ``False`` for its quarantine.
         upstream: The upstream asset, for the description.
         intro: The user's own description, shown before the task's details.
+        definition: The assets definition holding ``key``.
     """
-    _TASKS[key] = _Registered(task, llm_resource_key, is_table, upstream, intro)
+    entry = _Registered(task, llm_resource_key, is_table, upstream, intro)
+    _TASKS[(key, task.version)] = entry
+    if definition is not None:
+        ref = _BY_DEFINITION.get(id(definition))
+        if ref is None or ref[0]() is not definition:
+            ref = (weakref.ref(definition), {})
+            _BY_DEFINITION[id(definition)] = ref
+        ref[1][key] = entry
+    if is_table:
+        _TABLES.add(key)
 
 
 def is_llm_table(key: dg.AssetKey) -> bool:
@@ -65,8 +82,7 @@ def is_llm_table(key: dg.AssetKey) -> bool:
         >>> is_llm_table(dg.AssetKey("not_an_llm_asset"))
         False
     """
-    entry = _TASKS.get(key)
-    return entry is not None and entry.is_table
+    return key in _TABLES
 
 
 def resolve_model_versions(defs: dg.Definitions) -> dg.Definitions:
@@ -97,11 +113,18 @@ def resolve_model_versions(defs: dg.Definitions) -> dg.Definitions:
             )
     """
     resources: dict[str, Any] = dict(defs.resources or {})
+    in_defs: dict[dg.AssetKey, _Registered] = {}
+    for asset in defs.assets or ():
+        ref = _BY_DEFINITION.get(id(asset))
+        if ref is not None and ref[0]() is asset:
+            in_defs.update(ref[1])
 
     def with_model(spec: dg.AssetSpec) -> dg.AssetSpec:
-        entry = _TASKS.get(spec.key)
+        # A spec resolved once carries the version with the model: it is not found again.
+        entry = _TASKS.get((spec.key, spec.code_version or ""))
         if entry is None:
             return spec
+        entry = in_defs.get(spec.key, entry)
         task = entry.task
         resource = resources.get(entry.llm_resource_key)
         model = resolve_setting(getattr(resource, "model", None), field="LLMResource.model")

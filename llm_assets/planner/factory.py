@@ -203,7 +203,12 @@ def planned_asset(
         warnings.simplefilter("ignore", dg.BetaWarning)
         asset = decorate(_planned)
     register_llm_asset(
-        dg.AssetKey(name), planned, opts.llm_resource_key, upstream=spec.upstream, intro=intro
+        dg.AssetKey(name),
+        planned,
+        opts.llm_resource_key,
+        upstream=spec.upstream,
+        intro=intro,
+        definition=asset,
     )
     return asset
 
