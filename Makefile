@@ -17,7 +17,7 @@ LATEST := .venv-latest
 
 .PHONY: install demo ui test test-latest lock bench lint docs clean services workers
 
-$(BIN)/.installed: pyproject.toml $(LOCK)
+$(BIN)/.installed: pyproject.toml examples/reviews/pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
@@ -85,6 +85,7 @@ bench: install services
 lint: install
 	$(BIN)/ruff check .
 	MYPY=$(BIN)/mypy tools/typecheck.sh
+	MYPY=$(BIN)/mypy tools/typecheck.sh "$(CURDIR)/examples/reviews/reviews_example"
 
 # The documentation site (mkdocs.yml, docs/) into site/; any warning fails the build.
 docs: install
