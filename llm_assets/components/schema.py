@@ -24,33 +24,15 @@ from llm_assets.resources.errors import SchemaError
 
 #: Keywords that only describe; they never change what is valid.
 _ANNOTATIONS = frozenset({"title", "description", "examples", "default", "$comment", "format"})
+_NUMBER_KEYWORDS = frozenset(
+    {"type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+    | {"multipleOf"}
+)
 _KEYWORDS: dict[str, frozenset[str]] = {
     "object": frozenset({"type", "properties", "required", "additionalProperties", "$defs"}),
     "string": frozenset({"type", "enum", "minLength", "maxLength", "pattern", "const"}),
-    "integer": frozenset(
-        {
-            "type",
-            "enum",
-            "minimum",
-            "maximum",
-            "exclusiveMinimum",
-            "exclusiveMaximum",
-            "const",
-            "multipleOf",
-        }
-    ),
-    "number": frozenset(
-        {
-            "type",
-            "enum",
-            "minimum",
-            "maximum",
-            "exclusiveMinimum",
-            "exclusiveMaximum",
-            "const",
-            "multipleOf",
-        }
-    ),
+    "integer": _NUMBER_KEYWORDS,
+    "number": _NUMBER_KEYWORDS,
     "boolean": frozenset({"type", "enum", "const"}),
     "array": frozenset({"type", "items", "minItems", "maxItems"}),
     "null": frozenset({"type"}),
