@@ -183,10 +183,10 @@ def spread(values: list[float]) -> str:
     return " / ".join(f"{v:.4g}" for v in (min(values), statistics.median(values), max(values)))
 
 
-def run() -> dict[str, float | str]:
-    """Every bucket-mode case ``REPEATS`` times; figures as ``min / median / max``."""
-    config = SimulatorConfig(
-        limit_mode="bucket",
+def limit_config(mode: str) -> SimulatorConfig:
+    """The simulator of the per-minute limit cases: ``RPM``/``TPM`` per 60 s in ``mode``."""
+    return SimulatorConfig(
+        limit_mode=mode,
         rpm=RPM,
         tpm=TPM,
         window_s=60.0,
@@ -195,10 +195,21 @@ def run() -> dict[str, float | str]:
         latency_jitter=JITTER,
         seed=7,
     )
-    series: dict[str, list[float]] = {}
 
-    def note(name: str, value: float) -> None:
-        series.setdefault(name, []).append(value)
+
+class Series(dict[str, list[float]]):
+    """Figures of repeated runs, by name."""
+
+    def note(self, name: str, value: float) -> None:
+        """Adds one run's ``value`` of ``name``."""
+        self.setdefault(name, []).append(value)
+
+
+def run() -> dict[str, float | str]:
+    """Every bucket-mode case ``REPEATS`` times; figures as ``min / median / max``."""
+    config = limit_config("bucket")
+    series = Series()
+    note = series.note
 
     with SimulatorProcess(config) as sim:
         for _ in range(REPEATS):

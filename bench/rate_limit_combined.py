@@ -26,16 +26,14 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
 
 from bench.rate_limit_bucket import (
-    JITTER,
-    LATENCY_MS,
     REPEATS,
-    RPM,
-    TPM,
+    Series,
+    limit_config,
     one_step,
     spread,
     two_processes,
 )
-from llm_assets.simulator import SimulatorConfig, SimulatorProcess
+from llm_assets.simulator import SimulatorProcess
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 POSTGRES_ATTEMPTS = 3
@@ -94,20 +92,9 @@ def postgres_case(sim: SimulatorProcess, tag: str, url: str) -> tuple[float, flo
 
 def run() -> dict[str, float | str]:
     """Every combined-mode case ``REPEATS`` times; figures as ``min / median / max``."""
-    config = SimulatorConfig(
-        limit_mode="combined",
-        rpm=RPM,
-        tpm=TPM,
-        window_s=60.0,
-        burst_s=1.0,
-        latency_ms=LATENCY_MS,
-        latency_jitter=JITTER,
-        seed=7,
-    )
-    series: dict[str, list[float]] = {}
-
-    def note(name: str, value: float) -> None:
-        series.setdefault(name, []).append(value)
+    config = limit_config("combined")
+    series = Series()
+    note = series.note
 
     with SimulatorProcess(config) as sim, postgres_database() as postgres_url:
         for _ in range(REPEATS):
