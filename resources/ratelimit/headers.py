@@ -131,3 +131,12 @@ def parse_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitHeaders:
         reset_requests_s=_duration_header(lowered, "x-ratelimit-reset-requests"),
         reset_tokens_s=_duration_header(lowered, "x-ratelimit-reset-tokens"),
     )
+
+
+def tokens_exhausted(info: RateLimitHeaders, est_tokens: int) -> bool:
+    """True when the headers say fewer tokens remain than a request of ``est_tokens`` needs."""
+    return (
+        bool(info.limit_tokens)
+        and info.remaining_tokens is not None
+        and (info.remaining_tokens < max(1, est_tokens))
+    )

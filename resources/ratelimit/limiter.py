@@ -8,28 +8,8 @@ How it paces (per API key, whatever the number of steps and runs sharing it):
   ``window_s`` (60 s for OpenAI). An endpoint that sends no such headers is not paced, but a
   429 from it sets a limit from what was just sent. A step that starts after another one
   learned the key's limits reads them from the store and paces from its first request.
-- **Pace.** Two GCRA token buckets (requests, tokens) release requests evenly at ``target`` x
-  ``scale`` x limit / ``window_s`` per second. How close to the limit that may be depends on
-  how the provider counts (``model``):
-
-  - ``bucket`` (OpenAI, Azure OpenAI, Anthropic): the provider refills a bucket continuously
-    at limit / window_s per second that holds about a second of burst, *and* admits at most
-    the limit in any whole ``window_s``. Requests released no faster than the refill pass the
-    bucket however late or bunched they reach it, but a burst followed by the full refill rate
-    overfills the window one ``window_s`` later, and so do late arrivals at exactly that rate.
-    So the limiter paces from the first answer on at the rate whose every ``window_s`` holds at
-    most the limit, counting its own burst (``bucket_burst_s``, 0.2 s) and requests reaching
-    the provider up to ``lateness_s`` (0.2 s) late: (limit - 1) per (``window_s`` +
-    ``bucket_burst_s`` + ``lateness_s``), 99.2% of a per-minute limit of 600 (``target`` 1.0).
-  - ``window`` (a server that counts a sliding window): requests that reach it late and
-    bunched can overfill a window, so the limiter aims at ``target`` 0.97, holds at most
-    ``burst_fraction`` (1%) of the limit as burst, and a step starts at 80% of the rate and
-    ramps up over a quarter window while its first connections open.
-
-  A request reserves one request and its estimated tokens (prompt estimate + ``max_tokens``,
-  which the provider counts at admission); reported usage above the estimate is charged to the
-  next reservation. Nothing is refunded when usage is below it: the provider counted
-  ``max_tokens`` already.
+- **Pace.** Requests are spaced evenly just under the limit, as the provider's ``model``
+  (``bucket`` or ``window``) allows: see ``llm_assets.resources.ratelimit.pacing``.
 - **React.** A 429 multiplies ``scale`` by ``decrease_factor`` (at most once per cooldown, so
   one burst of rejections is one event) and ``scale`` climbs back linearly by
   ``recovery_per_window`` per window (AIMD). ``retry-after`` pauses everyone sharing the key;
@@ -38,18 +18,8 @@ How it paces (per API key, whatever the number of steps and runs sharing it):
   until the refill covers the request (at most the header's ``reset``), in a window until its
   ``reset``.
 
-Where the state lives: a ``RateLimitStore`` row per ``limit_key`` (see
-``llm_assets.resources.ratelimit.store``): memory (one process), SQLite (processes of one host) or
-PostgreSQL (every host). Why a database row rather than Dagster concurrency pools: a pool caps
-how many steps run at once, not how many requests per minute they send; a step's request rate
-depends on its latency and concurrency, which a pool cannot see, and a pool cannot learn a
-limit from headers or share a ``retry-after``. A token bucket in the database that Dagster
-already uses (dagster-postgres) needs no new infrastructure (Redis would be one more server
-to run) and costs one short ``UPDATE`` per reservation. Each process reserves small batches
-(about ``batch_s`` of traffic) so that a busy step makes a few statements per second rather than
-one per request; the price is that a process may leave a few reserved units unused when it stops.
-Store calls run in a worker thread, never on the event loop; if the store fails, the limiter
-logs a warning and goes on pacing in memory for this process.
+Where the state lives: a ``RateLimitStore`` row per ``limit_key``, shared across processes
+and hosts (why a database row, and how it is reached: ``llm_assets.resources.ratelimit.link``).
 
 Time comes from ``clock`` and waits from ``sleep`` (``time.monotonic`` and ``asyncio.sleep``
 by default), so the pacing can be run on a simulated clock.
@@ -62,56 +32,17 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import replace
 
-from llm_assets.resources.ratelimit.headers import RateLimitHeaders, parse_rate_limit_headers
+from llm_assets.resources.ratelimit.headers import parse_rate_limit_headers, tokens_exhausted
 from llm_assets.resources.ratelimit.link import Decrease, StoreLink
+from llm_assets.resources.ratelimit.pacing import DEFAULT_TARGETS, Lease, LimitModel, Pacing
 from llm_assets.resources.ratelimit.store import BucketPolicy, BucketRates, RateLimitStore
 
 logger = logging.getLogger(__name__)
 
-_START_SCALE = 0.8
-"""Window model: a step's first requests open new connections and reach the provider late and
-bunched; it starts at this fraction of the rate and reaches the full rate within a quarter
-window. A bucket absorbs that, so the bucket model starts at the full rate."""
-
 _ANSWER_POLL_S = 0.01
 """While the first answer is awaited, how often a waiting caller looks whether it came."""
-
-LimitModel = Literal["bucket", "window"]
-"""How the provider counts its limit: a continuously refilled bucket, or a sliding window."""
-
-DEFAULT_TARGETS: dict[str, float] = {"bucket": 1.0, "window": 0.97}
-"""The fraction of the limit each model aims for unless ``target`` is given."""
-
-
-@dataclass(slots=True)
-class _Lease:
-    """Units this process reserved and has not used yet; each may go at its own time."""
-
-    requests: int
-    tokens: int
-    requests_at: float
-    tokens_at: float
-    rates: BucketRates
-    not_before: float
-    expires_at: float
-
-    def take(self, tokens: int, now: float) -> float | None:
-        """The local time one request of ``tokens`` may go, or None if the lease lacks units."""
-        limits_tokens = self.rates.token_spacing_s > 0
-        if now > self.expires_at or self.requests < 1 or (limits_tokens and self.tokens < tokens):
-            return None
-        self.requests -= 1
-        self.tokens -= tokens
-        # Units are released in order: the last one at *_at, each earlier one a spacing sooner.
-        at = self.not_before
-        if self.rates.request_spacing_s > 0:
-            at = max(at, self.requests_at - self.requests * self.rates.request_spacing_s)
-        if limits_tokens:
-            at = max(at, self.tokens_at - self.tokens * self.rates.token_spacing_s)
-        return at
 
 
 class AdaptiveRateLimiter:
@@ -189,10 +120,8 @@ class AdaptiveRateLimiter:
         self._link = StoreLink(store, key, decrease=self._decrease, on_policy=self._set_policy)
         self.window_s = window_s
         self.target = target
+        self._pacing = Pacing(model, window_s, target, burst_fraction, bucket_burst_s, lateness_s)
         self._caps = (rpm_limit or 0, tpm_limit or 0)
-        self._burst_fraction = burst_fraction
-        self._bucket_burst_s = bucket_burst_s
-        self._lateness_s = lateness_s
         self._default_pause_s = min(2.0, max(0.05, window_s / 30))
         self._probe_interval_s = probe_interval_s
         self._batch_s = batch_s
@@ -200,14 +129,13 @@ class AdaptiveRateLimiter:
         self._policy: BucketPolicy | None = None
         self._header_limits: tuple[int, int] = (0, 0)
         self._offset = 0.0  # store clock minus this limiter's clock
-        self._lease: _Lease | None = None
+        self._lease: Lease | None = None
         self._paused_until = 0.0
         self._unadvertised = False
         self._next_probe_at = 0.0
         self._extra_tokens = 0
         self._unbilled_requests = 0
         self._pacing_since: float | None = None
-        self._ramp_s = min(5.0, window_s / 4) / (1 - _START_SCALE)
         self._sent: deque[float] = deque()
         self._lock = asyncio.Lock()
 
@@ -271,18 +199,12 @@ class AdaptiveRateLimiter:
         rpm, tpm = self.limits
         hold = 0.0
         if info.remaining_requests == 0 and info.reset_requests_s:
-            hold = self._hold(info.reset_requests_s, 1, rpm)
-        if _tokens_exhausted(info, est_tokens) and info.reset_tokens_s:
+            hold = self._pacing.hold(info.reset_requests_s, 1, rpm)
+        if tokens_exhausted(info, est_tokens) and info.reset_tokens_s:
             missing = max(1, est_tokens) - (info.remaining_tokens or 0)
-            hold = max(hold, self._hold(info.reset_tokens_s, missing, tpm))
+            hold = max(hold, self._pacing.hold(info.reset_tokens_s, missing, tpm))
         if hold > 0:
             self._link.queue(pause_s=hold, hard=False)
-
-    def _hold(self, reset_s: float, missing: int, limit: int) -> float:
-        """How long a spent budget holds new reservations (see the module docstring)."""
-        if self.model == "bucket" and limit:
-            return min(reset_s, missing * self.window_s / limit)
-        return reset_s
 
     def on_rate_limited(self, retry_after_s: float | None) -> None:
         """A 429: pause everyone for ``retry-after`` and cut the rate."""
@@ -315,43 +237,11 @@ class AdaptiveRateLimiter:
             self._sent.popleft()
 
     def _rates(self, tokens: int) -> BucketRates:
-        rpm, tpm = self.limits
+        limits = self.limits
         now = self._clock()
         if self._pacing_since is None:
             self._pacing_since = now
-        ramp = 1.0
-        if self.model == "window":
-            ramp = min(1.0, _START_SCALE + (now - self._pacing_since) / self._ramp_s)
-        per_limit_per_s = self.target * self.scale * ramp / self.window_s
-        rates = BucketRates()
-        if rpm:
-            spacing = self._window_guard(rpm, 1) / (rpm * per_limit_per_s)
-            rates = replace(
-                rates, request_spacing_s=spacing, request_burst_s=self._burst(rpm, spacing)
-            )
-        if tpm:
-            spacing = self._window_guard(tpm, max(1, tokens)) / (tpm * per_limit_per_s)
-            rates = replace(rates, token_spacing_s=spacing, token_burst_s=self._burst(tpm, spacing))
-        return rates
-
-    def _window_guard(self, limit: int, unit: int) -> float:
-        """Bucket model: how much longer than the refill rate's the spacing must be.
-
-        A bucket of ``burst`` seconds paced at ``spacing`` releases at most ``(span + burst) /
-        spacing`` units plus the one in hand in any ``span``; the provider's window of
-        ``window_s`` counts releases of ``window_s + lateness_s``. Keeping that under the limit
-        gives ``spacing = (window_s + burst + lateness_s) / (limit - unit)`` per unit.
-        """
-        if self.model != "bucket":
-            return 1.0
-        span = self.window_s + self._bucket_burst_s + self._lateness_s
-        return span / self.window_s * limit / max(limit - unit, limit / 2)
-
-    def _burst(self, limit: int, spacing: float) -> float:
-        """The local bucket's capacity in seconds: at least one unit."""
-        if self.model == "bucket":
-            return max(spacing, self._bucket_burst_s)
-        return max(1.0, self._burst_fraction * limit) * spacing
+        return self._pacing.rates(limits, self.scale, now - self._pacing_since, tokens)
 
     async def _reserve(self, tokens: int) -> float:
         async with self._lock:
@@ -375,7 +265,7 @@ class AdaptiveRateLimiter:
             keep = old is not None and self._clock() <= old.expires_at
             requests_at = reservation.requests_at - self._offset
             tokens_at = reservation.tokens_at - self._offset
-            self._lease = _Lease(
+            self._lease = Lease(
                 requests=batch + (old.requests if keep and old else 0),
                 tokens=batch * tokens + (max(0, old.tokens) if keep and old else 0),
                 requests_at=requests_at,
@@ -412,11 +302,3 @@ class AdaptiveRateLimiter:
 def _min_known(learned: int, cap: int) -> int:
     """The smaller of two limits where 0 means unknown."""
     return min(learned, cap) if learned and cap else learned or cap
-
-
-def _tokens_exhausted(info: RateLimitHeaders, est_tokens: int) -> bool:
-    return (
-        bool(info.limit_tokens)
-        and info.remaining_tokens is not None
-        and (info.remaining_tokens < max(1, est_tokens))
-    )

@@ -1,5 +1,16 @@
 """How an async limiter reaches its row in a ``RateLimitStore`` without blocking the event loop.
 
+Where the state lives: a ``RateLimitStore`` row per ``limit_key`` (see
+``llm_assets.resources.ratelimit.store``): memory (one process), SQLite (processes of one host) or
+PostgreSQL (every host). Why a database row rather than Dagster concurrency pools: a pool caps
+how many steps run at once, not how many requests per minute they send; a step's request rate
+depends on its latency and concurrency, which a pool cannot see, and a pool cannot learn a
+limit from headers or share a ``retry-after``. A token bucket in the database that Dagster
+already uses (dagster-postgres) needs no new infrastructure (Redis would be one more server
+to run) and costs one short ``UPDATE`` per reservation. Each process reserves small batches
+(about ``batch_s`` of traffic) so that a busy step makes a few statements per second rather than
+one per request; the price is that a process may leave a few reserved units unused when it stops.
+
 Database calls run in a worker thread. Writes decided in synchronous callbacks (a 429, a
 header that teaches a limit) are queued and sent by one background task, merged when several
 arrive before it runs. If the store fails (the database is down, the file is locked for too
