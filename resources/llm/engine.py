@@ -32,33 +32,20 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 import openai
-from httpx2 import Response as HTTPResponse  # the HTTP library under openai 3
 
 from llm_assets.resources.errors import ProviderError
-from llm_assets.resources.llm.breaker import CircuitBreaker, SystemicFailure, systemic_failure
-from llm_assets.resources.llm.failures import classify_status, parse_retry_after
+from llm_assets.resources.llm.attempt import Attempts, Row
+from llm_assets.resources.llm.breaker import CircuitBreaker
 from llm_assets.resources.llm.pricing import ModelPrice
-from llm_assets.resources.llm.results import answered, not_retried, retries_exhausted
+from llm_assets.resources.llm.results import not_retried
 from llm_assets.resources.llm.retries import RetryPolicy
 from llm_assets.resources.llm.types import ChatRequest, ChatResult, EngineStats
 from llm_assets.resources.ratelimit import RateLimiter, UnlimitedRateLimiter
 
 ResultCallback = Callable[[ChatResult], None]
 ProgressCallback = Callable[[EngineStats, int], None]
-
-
-@dataclass(slots=True)
-class _Row:
-    """One request on its way: how often it was tried and why it failed."""
-
-    request: ChatRequest
-    est_tokens: int
-    attempts: int = 0
-    transient_failures: int = 0
-    rate_limited: int = 0
 
 
 class ChatEngine:
@@ -147,11 +134,22 @@ class ChatEngine:
         self.stats = EngineStats(total=len(pending), started_at=time.monotonic())
         self._breaker = breaker = self._new_breaker()
         self._retries = RetryPolicy(self._backoff_s, self._backoff_max_s, self._rng)
+        attempts = Attempts(
+            self._client,
+            self._base_url,
+            self._limiter,
+            self._prices,
+            self._max_retries,
+            self.max_rate_limit_retries,
+            self.stats,
+            breaker,
+            self._retries,
+        )
         fresh = iter(pending)
-        ready: deque[_Row] = deque()  # retries whose pause is over
+        ready: deque[Row] = deque()  # retries whose pause is over
         wake = asyncio.Event()
         turn = asyncio.Lock()  # one row at a time waits for the rate limiter
-        held: _Row | None = None  # a new row taken while an overload hold was on
+        held: Row | None = None  # a new row taken while an overload hold was on
         unfinished = 0  # rows taken and not yet reported
         fatal: list[ProviderError] = []  # a failure no retry can fix ends the step
         sleeping: set[asyncio.Task[None] | None] = set()  # retries waiting out their pause
@@ -176,7 +174,7 @@ class ChatEngine:
             sleeping.clear()
             wake.set()
 
-        async def retry_later(row: _Row, pause_s: float) -> None:
+        async def retry_later(row: Row, pause_s: float) -> None:
             try:
                 retry = await breaker.unless_open(asyncio.sleep(pause_s))
             except asyncio.CancelledError:
@@ -190,7 +188,7 @@ class ChatEngine:
             else:
                 finish(self._not_retried(row.request, row.attempts))
 
-        async def next_row() -> _Row | None:
+        async def next_row() -> Row | None:
             """The next row to send, once the limiter allows it; None when all are done."""
             nonlocal unfinished, held
             async with turn:
@@ -214,7 +212,7 @@ class ChatEngine:
                         if request is not None:
                             unfinished += 1
                             est = request.est_prompt_tokens + request.max_output_tokens
-                            row = _Row(request, est)
+                            row = Row(request, est)
                     if row is None:
                         if unfinished == 0:
                             return None
@@ -241,7 +239,7 @@ class ChatEngine:
             # answer is in, on the connection that answer just freed.
             while (row := await next_row()) is not None:
                 try:
-                    outcome = await self._attempt(row)
+                    outcome = await attempts.send(row)
                 except ProviderError as failure:
                     give_up(failure)
                     return
@@ -281,70 +279,6 @@ class ChatEngine:
         while True:
             await asyncio.sleep(interval_s)
             progress(self.stats, self._concurrency)
-
-    async def _attempt(self, row: _Row) -> ChatResult | float:
-        """Sends one attempt; returns the row's result, or how long to wait before a retry."""
-        request, est_tokens = row.request, row.est_tokens
-        row.attempts += 1
-        attempts = row.attempts
-        started = time.monotonic()
-        try:
-            # ``post`` sends the body as built (``create`` would walk it again to transform
-            # typed parameters we never use): about a fifth of the SDK's time per request.
-            raw = await self._client.post(
-                "/chat/completions", body=request.body, cast_to=HTTPResponse
-            )
-        except openai.APIStatusError as exc:
-            headers = dict(exc.response.headers)
-            self._limiter.observe(headers, used_tokens=est_tokens, est_tokens=est_tokens)
-            failure = classify_status(exc, request, attempts, base_url=self._base_url)
-            if failure is not None:
-                return failure
-            retry_after = parse_retry_after(headers)
-            if exc.status_code == 429:
-                row.rate_limited += 1
-                self.stats.rate_limited += 1
-                self._limiter.on_rate_limited(retry_after)
-                if row.rate_limited > self.max_rate_limit_retries:
-                    return self._exhausted(request, attempts, f"429 x{row.rate_limited}", None)
-                return self._retries.after_rate_limit(row.rate_limited, retry_after)
-            row.transient_failures += 1
-            self._retries.record(ok=False)
-            systemic = self._record(exc)
-            if row.transient_failures > self._max_retries:
-                return self._exhausted(request, attempts, f"HTTP {exc.status_code}", systemic)
-            return self._retries.after_failure(row.transient_failures, retry_after)
-        except (openai.APIConnectionError, openai.APIResponseValidationError) as exc:
-            row.transient_failures += 1
-            self._retries.record(ok=False)
-            systemic = self._record(exc)
-            if row.transient_failures > self._max_retries:
-                last = str(systemic) if systemic else type(exc).__name__
-                return self._exhausted(request, attempts, last, systemic)
-            return self._retries.after_failure(row.transient_failures, None)
-        self._breaker.record_success()
-        self._retries.record(ok=True)
-        result = answered(request, raw.content, time.monotonic() - started, attempts, self._prices)
-        if result.ok:
-            self._limiter.observe(
-                raw.headers,
-                used_tokens=result.input_tokens + result.output_tokens,
-                est_tokens=est_tokens,
-            )
-        return result
-
-    def _record(self, exc: openai.APIError) -> SystemicFailure | None:
-        failure = systemic_failure(exc)
-        if failure is not None:
-            self._breaker.record_failure(failure)
-        return failure
-
-    def _exhausted(
-        self, request: ChatRequest, attempts: int, last: str, systemic: SystemicFailure | None
-    ) -> ChatResult:
-        if systemic is not None:
-            self._breaker.record_exhausted(systemic)
-        return retries_exhausted(request, attempts, last)
 
     def _not_retried(self, request: ChatRequest, attempts: int) -> ChatResult:
         return not_retried(request, attempts, self._breaker.last_failure)
