@@ -1,10 +1,11 @@
 """The LLM endpoint: the ``LLMResource``, its async engine, prices and token estimates."""
 
+from llm_assets.resources.llm.config import DEFAULT_CONTEXT_WINDOWS
 from llm_assets.resources.llm.engine import ChatEngine, ProgressCallback, ResultCallback
 from llm_assets.resources.llm.models import is_reasoning_model
 from llm_assets.resources.llm.offline import OFFLINE_ENV, check_offline_guard, is_loopback
 from llm_assets.resources.llm.pricing import DEFAULT_PRICES, ModelPrice, cost_usd, find_price
-from llm_assets.resources.llm.resource import DEFAULT_CONTEXT_WINDOWS, LLMResource
+from llm_assets.resources.llm.resource import LLMResource
 from llm_assets.resources.llm.schema import (
     SchemaProblem,
     strict_schema_problems,
