@@ -236,6 +236,8 @@ def celery_cluster(
         "LLM_ASSETS_CELERY_BROKER": broker,
         "LLM_ASSETS_CELERY_BACKEND": broker,
         "DAGSTER_TELEMETRY_DISABLED": "1",
+        # The daemon looks for failed runs to retry every second rather than every 5.
+        "DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
         **env_overrides,
     }
