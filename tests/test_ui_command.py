@@ -244,6 +244,10 @@ def _supervise() -> tuple[subprocess.Popen[str], list[int], set[Proc]]:
     )
     assert proc.stdout is not None
     lines = [proc.stdout.readline(), proc.stdout.readline()]
+    if not any(line.startswith("started") for line in lines):  # it ended before starting both
+        proc.kill()
+        _, stderr = proc.communicate(timeout=30)
+        pytest.fail(f"the supervisor did not start its children: {lines}\n{stderr[-3000:]}")
     (started,) = [line for line in lines if line.startswith("started")]
     assert any(line.startswith("stubborn ready") for line in lines), lines
     children = [int(pid) for pid in started.split()[1:]]
