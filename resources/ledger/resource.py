@@ -5,9 +5,9 @@ claims and sends only the misses, and records each response as it arrives. A cra
 most the calls in flight; a re-run pays only for rows not yet in the ledger; a database outage
 shorter than ``outage_limit_s`` loses nothing.
 
-The resource is the ledger's face for assets; building blocks live in ``answer`` (the flow),
-``core`` (entry, backend interface), ``claims``, ``writer``, ``journal``, ``outage``,
-``sqlite`` and ``postgres``.
+The resource is the ledger's face for assets; its fields are in ``config``, and building
+blocks live in ``answer`` (the flow), ``core`` (entry, backend interface), ``claims``,
+``writer``, ``journal``, ``outage``, ``sqlite`` and ``postgres``.
 """
 
 from __future__ import annotations
@@ -16,29 +16,29 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import PrivateAttr
 
 from llm_assets.resources.batch import BatchStore, PostgresBatchStore, SQLiteBatchStore
 from llm_assets.resources.ledger.answer import Answers, LedgerAccess, Payer, Send, answer_requests
 from llm_assets.resources.ledger.claims import RequestClaims, claim_owner
+from llm_assets.resources.ledger.config import ResponseLedgerConfig
 from llm_assets.resources.ledger.core import LedgerBackend, LedgerEntry
 from llm_assets.resources.ledger.journal import LedgerJournal, replay_journals
-from llm_assets.resources.ledger.location import journal_dir, postgres_url, sqlite_file
+from llm_assets.resources.ledger.location import journal_dir, sqlite_file
 from llm_assets.resources.ledger.postgres import PostgresLedgerBackend
 from llm_assets.resources.ledger.sqlite import SQLiteLedgerBackend
 from llm_assets.resources.ledger.writer import LedgerWriter
 from llm_assets.resources.llm import ChatRequest
-from llm_assets.resources.settings import POSTGRES_URL_ENV_VAR
 
 logger = logging.getLogger(__name__)
 
 _BUILD_LOCK = threading.Lock()
 
 
-class ResponseLedger(dg.ConfigurableResource):
+class ResponseLedger(ResponseLedgerConfig):
     """Durable ledger of paid-for LLM responses, keyed by the sha256 of the canonical request.
 
     `answer` looks every request up, sends only the misses and records each response as it
@@ -92,60 +92,6 @@ class ResponseLedger(dg.ConfigurableResource):
                 },
             )
     """
-
-    backend: Literal["sqlite", "postgres"] = Field(
-        default="sqlite",
-        description="Where entries are stored: 'sqlite' (one host) or 'postgres' (shared).",
-    )
-    sqlite_path: str | None = Field(
-        default=None,
-        description="SQLite file; default $DAGSTER_HOME/ledger.sqlite (.dagster_home/ in the "
-        "working directory when DAGSTER_HOME is unset). The parent directory is created.",
-    )
-    postgres_url: str | None = Field(
-        default=None,
-        description="PostgreSQL URL (postgresql:// or postgresql+psycopg2://) of the "
-        f"'postgres' backend; default: the {POSTGRES_URL_ENV_VAR} environment variable, the "
-        "server of Dagster's run storage. Pass dg.EnvVar(...) for another; it is never logged.",
-    )
-    postgres_schema: str = Field(
-        default="llm_assets",
-        description="PostgreSQL schema holding the 'responses' table; created if missing.",
-    )
-    claim_lease_s: float = Field(
-        default=30.0,
-        ge=0.0,
-        description="Before sending, a step claims each request the ledger cannot answer, so "
-        "steps that miss the same request at once pay for it once: the others wait for its "
-        "answer. The claim is a lease of this many seconds, renewed every third of it while "
-        "the step runs; when the step dies, the rows it held are free again after at most "
-        "this long. 0 turns claims off (racing steps may then both pay).",
-    )
-    claim_poll_s: float = Field(
-        default=1.0,
-        gt=0.0,
-        description="How often a step waiting on requests another step claimed checks the "
-        "ledger for their answers (and for leases that ran out).",
-    )
-    outage_limit_s: float = Field(
-        default=60.0,
-        ge=0.0,
-        description="How long the ledger's database may stay unreachable (a restart, a managed "
-        "failover) before a step fails. Meanwhile lookups and claims wait, and answers that "
-        "arrive are kept in memory and in a journal file, written when the database is back. "
-        "0 fails at once.",
-    )
-    journal_dir: str | None = Field(
-        default=None,
-        description="Directory of the journals holding answers paid during an outage; default "
-        "next to the SQLite file (<file>.unwritten/), or $DAGSTER_HOME/ledger.unwritten/<id>/ "
-        "for PostgreSQL. A step that opens the ledger records what it finds there first.",
-    )
-    enabled: bool = Field(
-        default=True,
-        description="False disables the ledger for debugging: no lookups, no writes, every call "
-        "is paid for.",
-    )
 
     _backend: LedgerBackend | None = PrivateAttr(default=None)
     _batch_store: BatchStore | None = PrivateAttr(default=None)
@@ -365,6 +311,3 @@ class ResponseLedger(dg.ConfigurableResource):
         if self.backend == "sqlite":
             return SQLiteLedgerBackend(self.sqlite_file())
         return PostgresLedgerBackend(self._postgres_url(), schema=self.postgres_schema)
-
-    def _postgres_url(self) -> str:
-        return postgres_url(self.postgres_url)
