@@ -3,17 +3,20 @@
 A restart of the ledger's database takes a few seconds and a managed failover up to a minute;
 neither should fail a step that is paying for answers. `wait_out` retries one ledger call
 (a lookup, a claim) while it raises `LedgerUnavailableError`, and `Backoff` paces the
-`LedgerWriter`'s retries of the answers it keeps meanwhile. Past ``limit_s`` the error stands.
+`LedgerWriter`'s retries of the answers it keeps meanwhile, which `KeepsThroughOutage` journals
+and retries for the writer. Past ``limit_s`` the error stands.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from llm_assets.resources.ledger.core import LedgerUnavailableError
+from llm_assets.resources.ledger.core import LedgerEntry, LedgerUnavailableError
+from llm_assets.resources.ledger.journal import LedgerJournal
 
 logger = logging.getLogger(__name__)
 
@@ -93,3 +96,82 @@ def wait_out(call: Callable[[], T], *, limit_s: float, what: str) -> T:
         if backoff is not None:
             logger.warning("the ledger is reachable again after %.1fs", backoff.elapsed_s)
         return result
+
+
+class KeepsThroughOutage:
+    """The `LedgerWriter`'s side of an outage: journal what it holds, retry, give up in time.
+
+    A write that finds the ledger unreachable keeps the writer's buffer in its journal and starts
+    a thread that retries with `Backoff`; once the outage outlasts ``outage_limit_s`` the writer
+    gives up. The writer owns the state below and ``_drain``, which writes its buffer.
+    """
+
+    outage_limit_s: float
+    _state: threading.Condition
+    _buffer: list[tuple[float, LedgerEntry]]
+    _writing: bool
+    _journal: LedgerJournal | None
+    _outage: Backoff | None
+    _gave_up: LedgerUnavailableError | None
+    _retrier: threading.Thread | None
+
+    def _drain(self) -> int:
+        raise NotImplementedError
+
+    def _keep_during_outage(self, exc: LedgerUnavailableError) -> None:
+        """Journals what the buffer holds and starts retrying; the caller holds the lock."""
+        assert self._journal is not None
+        if self._outage is None:
+            self._outage = Backoff(self.outage_limit_s)
+            self._journal.append(entry for _, entry in self._buffer)
+            logger.warning(
+                "the ledger is unreachable; keeping %d answers in %s and retrying for up to "
+                "%ss: %s",
+                len(self._buffer),
+                self._journal.path,
+                self.outage_limit_s,
+                exc,
+            )
+        if self._outage.expired and self._gave_up is None:
+            self._gave_up = LedgerUnavailableError(
+                f"the ledger stayed unreachable for {self._outage.elapsed_s:.0f}s "
+                f"(outage_limit_s={self.outage_limit_s:g}): {exc}. The {len(self._buffer)} "
+                f"answers paid meanwhile are kept in {self._journal.path} and recorded by the "
+                "next step that opens the ledger; re-materialize once the database is back to "
+                "pay only for the rows never answered"
+            )
+        if self._retrier is None and self._gave_up is None:
+            self._retrier = threading.Thread(
+                target=self._retry, name="llm-assets-ledger-retry", daemon=True
+            )
+            self._retrier.start()
+
+    def _end_outage(self) -> None:
+        """The ledger holds every kept entry again; the caller holds the lock."""
+        assert self._journal is not None and self._outage is not None
+        logger.warning(
+            "the ledger is reachable again after %.1fs; recorded the %d answers kept meanwhile",
+            self._outage.elapsed_s,
+            self._journal.kept,
+        )
+        self._journal.clear()
+        self._outage = None
+        self._state.notify_all()
+
+    def _retry(self) -> None:
+        while True:
+            with self._state:
+                outage = self._outage
+                if outage is None or self._gave_up is not None:
+                    self._retrier = None  # decided under the lock: a new outage starts another
+                    return
+                pause = outage.next_pause()
+            time.sleep(pause)
+            with self._state:
+                if self._writing or self._outage is None:
+                    continue
+                self._writing = True
+            try:
+                self._drain()
+            except Exception as exc:  # not an outage: the next try or close() reports it
+                logger.warning("ledger write failed during an outage; retrying: %r", exc)

@@ -1,8 +1,8 @@
 """`LedgerWriter`: records responses as they arrive, so a crash loses only calls in flight.
 
 While the ledger is unreachable the writer keeps answers in memory and in its `LedgerJournal`
-and retries in the background, so an outage of the database costs no answer (see
-``outage_limit_s``).
+and retries in the background (`KeepsThroughOutage`, in ``outage``), so an outage of the
+database costs no answer (see ``outage_limit_s``).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from llm_assets.resources.ledger.core import (
     LedgerUnavailableError,
 )
 from llm_assets.resources.ledger.journal import LedgerJournal
-from llm_assets.resources.ledger.outage import Backoff
+from llm_assets.resources.ledger.outage import Backoff, KeepsThroughOutage
 
 logger = logging.getLogger(__name__)
 
 
-class LedgerWriter:
+class LedgerWriter(KeepsThroughOutage):
     """Records entries in the ledger as they arrive, batching those that arrive together.
 
     With ``max_delay_s=0`` (the default) `add` returns once its entry is committed, so a crash
@@ -223,64 +223,6 @@ class LedgerWriter:
             self._writing = False
             self._error = exc
             self._state.notify_all()
-
-    def _keep_during_outage(self, exc: LedgerUnavailableError) -> None:
-        """Journals what the buffer holds and starts retrying; the caller holds the lock."""
-        assert self._journal is not None
-        if self._outage is None:
-            self._outage = Backoff(self.outage_limit_s)
-            self._journal.append(entry for _, entry in self._buffer)
-            logger.warning(
-                "the ledger is unreachable; keeping %d answers in %s and retrying for up to "
-                "%ss: %s",
-                len(self._buffer),
-                self._journal.path,
-                self.outage_limit_s,
-                exc,
-            )
-        if self._outage.expired and self._gave_up is None:
-            self._gave_up = LedgerUnavailableError(
-                f"the ledger stayed unreachable for {self._outage.elapsed_s:.0f}s "
-                f"(outage_limit_s={self.outage_limit_s:g}): {exc}. The {len(self._buffer)} "
-                f"answers paid meanwhile are kept in {self._journal.path} and recorded by the "
-                "next step that opens the ledger; re-materialize once the database is back to "
-                "pay only for the rows never answered"
-            )
-        if self._retrier is None and self._gave_up is None:
-            self._retrier = threading.Thread(
-                target=self._retry, name="llm-assets-ledger-retry", daemon=True
-            )
-            self._retrier.start()
-
-    def _end_outage(self) -> None:
-        """The ledger holds every kept entry again; the caller holds the lock."""
-        assert self._journal is not None and self._outage is not None
-        logger.warning(
-            "the ledger is reachable again after %.1fs; recorded the %d answers kept meanwhile",
-            self._outage.elapsed_s,
-            self._journal.kept,
-        )
-        self._journal.clear()
-        self._outage = None
-        self._state.notify_all()
-
-    def _retry(self) -> None:
-        while True:
-            with self._state:
-                outage = self._outage
-                if outage is None or self._gave_up is not None:
-                    self._retrier = None  # decided under the lock: a new outage starts another
-                    return
-                pause = outage.next_pause()
-            time.sleep(pause)
-            with self._state:
-                if self._writing or self._outage is None:
-                    continue
-                self._writing = True
-            try:
-                self._drain()
-            except Exception as exc:  # not an outage: the next try or close() reports it
-                logger.warning("ledger write failed during an outage; retrying: %r", exc)
 
     def _start_background_writer(self) -> None:
         if self._thread is None:
