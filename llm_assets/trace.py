@@ -3,13 +3,13 @@
 For one output row it gathers the input row, the rendered prompt, the task version, the
 model, the raw response, tokens and cost, the run that paid for the call and the run that
 materialized the row, and the upstream assets with their materializations, from the Parquet
-output, the response ledger and the Dagster instance's event log.
+output, the response ledger and the Dagster instance's event log. What a trace holds and
+how it reads are in ``row_trace``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,55 +19,14 @@ import pandas as pd
 from llm_assets.rendering import ROW_INDEX_COLUMN
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.storage import ParquetIOManager
+from llm_assets.row_trace import RowTrace, UpstreamTrace, format_trace
+
+__all__ = ["RowTrace", "UpstreamTrace", "format_trace", "trace_row"]
 
 # Columns of planner assets (llm_assets.planner.rows); named here so trace needs no planner import.
 _TOOL_CALLS = "tool_calls"
 _PLAN_HASH = "planner_request_hash"
 _PLAN_VERSION = "planner_task_version"
-
-
-@dataclass
-class UpstreamTrace:
-    """One upstream asset of the traced asset."""
-
-    asset: str
-    partition: str | None
-    run_id: str | None
-    materialized_at: str | None
-    input_row: dict[str, Any] | None = None
-
-
-@dataclass
-class RowTrace:
-    """Everything known about one generated row."""
-
-    asset: str
-    partition: str | None
-    row_id: str
-    status: str
-    output: dict[str, Any]
-    task_version: str
-    model: str | None
-    request_hash: str | None
-    prompt: list[dict[str, Any]] | None
-    raw_response: dict[str, Any] | None
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    paid_by_run_id: str | None
-    paid_at: str | None
-    materialized_by_run_id: str
-    materialized_by_run_status: str | None
-    error: str | None
-    upstream: list[UpstreamTrace] = field(default_factory=list)
-    #: Planner assets: the tool calls that fed the row (tool, arguments, status, result,
-    #: duration, attempts) and the ledger key of the planner request that planned them.
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    plan_request_hash: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict."""
-        return asdict(self)
 
 
 def _json_safe(value: Any) -> Any:
@@ -282,45 +241,3 @@ def trace_row(
             upstream.input_row = _find_row(parent_table, id_column, row_id)
         trace.upstream.append(upstream)
     return trace
-
-
-def format_trace(trace: RowTrace) -> str:
-    """Human-readable text of a trace, as ``python -m llm_assets trace`` prints it."""
-    lines = [
-        f"asset:            {trace.asset}  partition: {trace.partition}  row: {trace.row_id}",
-        f"status:           {trace.status}" + (f"  error: {trace.error}" if trace.error else ""),
-        f"output:           {json.dumps(trace.output, default=str)}",
-        f"task version:     {trace.task_version}",
-        f"model:            {trace.model}",
-        f"request hash:     {trace.request_hash}",
-        f"tokens:           {trace.input_tokens} in / {trace.output_tokens} out",
-        f"cost:             ${trace.cost_usd:.6f}",
-        f"paid by run:      {trace.paid_by_run_id}  at {trace.paid_at}",
-        f"materialized by:  {trace.materialized_by_run_id} ({trace.materialized_by_run_status})",
-        "prompt:",
-    ]
-    for message in trace.prompt or []:
-        lines.append(f"  [{message.get('role')}] {message.get('content')}")
-    if trace.prompt is None:
-        lines.append("  (not in the ledger)")
-    lines.append("raw response:")
-    lines.append("  " + json.dumps(trace.raw_response, default=str)[:2000])
-    if trace.tool_calls:
-        lines.append(f"tool calls (planned by request {trace.plan_request_hash}):")
-        for call in trace.tool_calls:
-            lines.append(
-                f"  {call.get('call_id')} {call.get('tool')} {call.get('status')} "
-                f"args={json.dumps(call.get('arguments'), default=str)} "
-                f"attempts={call.get('attempts', 0)} duration={call.get('duration_s', 0)}s"
-                + (f" reason={call['reason']}" if call.get("reason") else "")
-            )
-            if "result" in call:
-                lines.append(f"    result: {json.dumps(call['result'], default=str)[:500]}")
-    lines.append("upstream:")
-    for up in trace.upstream:
-        lines.append(
-            f"  {up.asset} partition={up.partition} run={up.run_id} at={up.materialized_at}"
-        )
-        if up.input_row is not None:
-            lines.append(f"    input row: {json.dumps(up.input_row, default=str)}")
-    return "\n".join(lines)
