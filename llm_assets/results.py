@@ -177,10 +177,9 @@ def _store_quarantine(
 ) -> Iterator[dg.AssetMaterialization]:
     io_manager = getattr(context.resources, names.io_manager_key)
     for key, table in output.quarantine.items():
+        # The step's own resources: a mapping would start an ephemeral instance per partition.
         out_context = dg.build_output_context(
-            asset_key=names.quarantine,
-            partition_key=key,
-            resources={names.io_manager_key: io_manager},
+            asset_key=names.quarantine, partition_key=key, resources=context.resources
         )
         io_manager.handle_output(out_context, table)
         yield dg.AssetMaterialization(

@@ -284,8 +284,11 @@ def test_an_unreachable_endpoint_is_named_in_the_error(moto_s3: MotoS3) -> None:
         s3_access_key_id="id",
         s3_secret_access_key="secret",
     )
-    with pytest.raises(OSError, match="cannot reach the bucket of s3://lake/tables") as raised:
-        io_manager.setup_for_execution(dg.build_init_resource_context())
+    with (
+        pytest.raises(OSError, match="cannot reach the bucket of s3://lake/tables") as raised,
+        dg.build_init_resource_context() as init_context,
+    ):
+        io_manager.setup_for_execution(init_context)
     assert f"127.0.0.1:{port}" in str(raised.value) and "endpoint_url" in str(raised.value)
 
 

@@ -83,7 +83,10 @@ def test_unresolved_version_warns_in_the_run_log(
 
 
 def test_selecting_only_the_table_still_writes_its_quarantine(
-    sqlite_instance: dg.DagsterInstance, resources: dict[str, Any], tmp_path: Path
+    sqlite_instance: dg.DagsterInstance,
+    resources: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rows = [*ROWS, {"id": 99, "text": "broken [[sim:invalid_json]]"}]
     source = source_asset(rows)
@@ -91,6 +94,16 @@ def test_selecting_only_the_table_still_writes_its_quarantine(
     assert dg.materialize(
         [source], partition_key="eu", resources=resources, instance=sqlite_instance
     ).success
+    # Writing the quarantine uses the step's resources and instance: an ephemeral instance
+    # started there would outlive the step and leave its storage as the process's current one.
+    ephemeral: list[dg.DagsterInstance] = []
+    start_ephemeral = dg.DagsterInstance.ephemeral
+
+    def counted(*args: Any, **kwargs: Any) -> dg.DagsterInstance:
+        ephemeral.append(start_ephemeral(*args, **kwargs))
+        return ephemeral[-1]
+
+    monkeypatch.setattr(dg.DagsterInstance, "ephemeral", counted)
     result = dg.materialize(
         [source, asset],
         selection=["label"],
@@ -99,6 +112,7 @@ def test_selecting_only_the_table_still_writes_its_quarantine(
         instance=sqlite_instance,
     )
     assert result.success
+    assert ephemeral == []
     quarantine = pd.read_parquet(tmp_path / "data" / "label_quarantine" / "eu.parquet")
     assert quarantine["id"].tolist() == [99]
     event = sqlite_instance.get_latest_materialization_event(dg.AssetKey("label_quarantine"))
