@@ -1,8 +1,8 @@
 """A PostgreSQL restart in the middle of a step: the step succeeds and pays for each row once.
 
-This test RESTARTS the local PostgreSQL server (``pg_ctlcluster ... restart``), cutting every
-connection to it, so it lives alone in this file: run it on its own, never while other
-PostgreSQL tests run. It needs root and the Debian ``pg_ctlcluster`` wrapper, else it skips.
+This test RESTARTS the local PostgreSQL server (``pg_ctlcluster ... stop``, then ``start`` once
+the step's writer has met the outage), cutting every connection to it, so it lives alone in
+this file: run it on its own, never while other PostgreSQL tests run. It needs root and the Debian ``pg_ctlcluster`` wrapper, else it skips.
 
 The ledger is on PostgreSQL; the Dagster instance is on SQLite, so the restart reaches only
 the ledger. The simulator's latency stretches the step over several seconds; the restart
@@ -39,14 +39,14 @@ pytestmark = [pytest.mark.postgres, pytest.mark.serial, pytest.mark.timeout(300)
 ROWS = 600
 
 
-def _restart_command() -> list[str]:
+def _cluster_command(action: str) -> list[str]:
     if os.geteuid() != 0:
         pytest.skip("restarting PostgreSQL with pg_ctlcluster needs root")
     clusters = Path("/etc/postgresql")
     if shutil.which("pg_ctlcluster") is None or not clusters.is_dir():
         pytest.skip("pg_ctlcluster (Debian's postgresql-common) is not installed")
     (version,) = sorted(p.name for p in clusters.iterdir())
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"]
+    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
 
 
 def _admin(statement: str) -> None:
@@ -117,7 +117,7 @@ def test_a_postgres_restart_mid_step_fails_nothing_and_pays_each_row_once(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    restart = _restart_command()
+    stop, start = _cluster_command("stop"), _cluster_command("start")
     simulator.configure(latency_ms=250.0)  # 600 rows over 16 senders: about 10 s of sending
     resources = make_resources(simulator, tmp_path)
     resources["ledger"] = ResponseLedger(
@@ -137,7 +137,13 @@ def test_a_postgres_restart_mid_step_fails_nothing_and_pays_each_row_once(
     _eventually(lambda: paid() >= ROWS // 4, timeout_s=120)
     before = paid()
     started = time.monotonic()
-    subprocess.run(restart, check=True, capture_output=True, timeout=120)
+    subprocess.run(stop, check=True, capture_output=True, timeout=120)
+    try:
+        # Down until the step's writer has met the outage: a restart quicker than the writer's
+        # next flush would prove nothing.
+        _eventually(lambda: any("keeping" in r.getMessage() for r in caplog.records), 60)
+    finally:
+        subprocess.run(start, check=True, capture_output=True, timeout=120)
     outage_s = time.monotonic() - started
     during = paid() - before
     runner.join(timeout=240)
