@@ -104,7 +104,11 @@ def resources() -> dict[str, object]:
     }
 
 
-defs = dg.Definitions(assets=[documents, doc_summaries], resources=resources())
+# A run is one process (`dagster asset materialize` runs its steps in it): the processes the
+# tests race are the runs, and a process per step would only import everything again.
+defs = dg.Definitions(
+    assets=[documents, doc_summaries], resources=resources(), executor=dg.in_process_executor
+)
 
 
 def main(partition: str) -> int:

@@ -198,11 +198,13 @@ def build_resources() -> dict[str, Any]:
     }
 
 
-def build_defs(**overrides: Any) -> dg.Definitions:
+def build_defs(executor: dg.ExecutorDefinition | None = None, **overrides: Any) -> dg.Definitions:
     """Definitions with ``planner_job`` over both assets."""
     assets = build_assets(**overrides)
     job = dg.define_asset_job("planner_job", selection=dg.AssetSelection.assets(*assets))
-    return dg.Definitions(assets=assets, jobs=[job], resources=build_resources())
+    return dg.Definitions(
+        assets=assets, jobs=[job], resources=build_resources(), executor=executor
+    )
 
 
 def planner_job() -> dg.JobDefinition:

@@ -1,6 +1,6 @@
 """The documentation runs: every Python block of the docs and the README, and the site build.
 
-Each page's ```python blocks run in order in one namespace, in a subprocess of their own, with
+Each page's ```python blocks run in order in one namespace, in a process of their own, with
 ``LLM_ASSETS_OFFLINE=1`` and a fresh ``DAGSTER_HOME`` and working directory, so a block that
 stops working fails here by page and line. A block that cannot run here (it needs a running
 Dagster instance, say) is preceded by ``<!-- not-run: why -->``; keep those few.
@@ -9,13 +9,15 @@ Dagster instance, say) is preceded by ``<!-- not-run: why -->``; keep those few.
 from __future__ import annotations
 
 import importlib.util
-import json
+import multiprocessing
 import os
 import re
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,15 +26,34 @@ PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 _FENCE = re.compile(r"^(`{3,})(\S*)(.*)$")
 _NOT_RUN = re.compile(r"^<!-- not-run: (.*\S) -->$")
 
-# Runs in the child: executes the blocks given as JSON on stdin in one namespace.
-_DRIVER = """
-import json, sys
-blocks = json.load(sys.stdin)
-namespace = {"__name__": "__docs__"}
-for block in blocks:
-    code = compile(block["code"], f"{block['page']}:{block['line']}", "exec")
-    exec(code, namespace)
-"""
+# Each page runs in a process forked from a server that has imported the libraries once (the
+# blocks' own modules are imported by the page, after its environment is set).
+_PAGES = multiprocessing.get_context("forkserver")
+_PRELOAD = ["dagster", "pandas", "pyarrow.parquet", "openai", "pydantic"]
+
+
+def _run_page(blocks: list[dict[str, Any]], cwd: str, env: dict[str, str], answer: Any) -> None:
+    """In the child: the page's blocks in one namespace, in ``cwd`` with ``env``.
+
+    Sends ``None`` through ``answer``, or the traceback of the block that failed.
+    """
+    log = os.open(os.path.join(cwd, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.path.insert(0, str(ROOT))
+    namespace = {"__name__": "__docs__"}
+    try:
+        for block in blocks:
+            where = f"{block['page']}:{block['line']}"
+            # dont_inherit: not this module's `from __future__ import annotations`
+            exec(compile(block["code"], where, "exec", dont_inherit=True), namespace)
+    except BaseException:
+        answer.send(traceback.format_exc())
+    else:
+        answer.send(None)
 
 
 @dataclass(frozen=True)
@@ -112,24 +133,26 @@ def test_python_blocks_run(page: Path, tmp_path: Path) -> None:
     ]
     if not blocks:
         pytest.skip(f"every Python block of {page.name} is marked not-run")
-    env = {
-        **os.environ,
-        "LLM_ASSETS_OFFLINE": "1",
-        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
+    env = {**os.environ, "LLM_ASSETS_OFFLINE": "1", "DAGSTER_HOME": str(tmp_path / "dagster_home")}
     (tmp_path / "dagster_home").mkdir()
-    result = subprocess.run(
-        [sys.executable, "-c", _DRIVER],
-        input=json.dumps(blocks),
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert result.returncode == 0, (
-        f"a Python block of {page.relative_to(ROOT)} failed:\n{result.stderr[-4000:]}"
+    _PAGES.set_forkserver_preload(_PRELOAD)
+    receive, answer = _PAGES.Pipe(duplex=False)
+    child = _PAGES.Process(target=_run_page, args=(blocks, str(tmp_path), env, answer))
+    child.start()
+    answer.close()
+    try:
+        failure = receive.recv() if receive.poll(280) else "the page ran for over 280 s"
+    except EOFError:
+        failure = "the page's process ended without an answer"
+    finally:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    log = (tmp_path / "output.log").read_text(errors="replace")[-2000:]
+    assert failure is None, (
+        f"a Python block of {page.relative_to(ROOT)} failed (exit code {child.exitcode}):\n"
+        f"{failure}\n{log}"
     )
 
 

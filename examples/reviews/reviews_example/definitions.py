@@ -19,6 +19,7 @@ from llm_assets.versions import resolve_model_versions
 from reviews_example.inbox import INBOX_ASSETS, INBOX_SENSORS
 from reviews_example.pipeline import (
     ASSETS,
+    FORKED_STEPS,
     nightly_enrichment_job,
     nightly_enrichment_schedule,
     review_batches_sensor,
@@ -105,6 +106,8 @@ def build_definitions(env: str | None = None) -> dg.Definitions:
             schedules=[nightly_enrichment_schedule],
             sensors=[*INBOX_SENSORS, review_batches_sensor, *ALERT_SENSORS],
             resources=RESOURCES_BY_ENV[env](),
+            # Also for what the UI launches outside the jobs (an asset's Materialize button).
+            executor=FORKED_STEPS,
         )
     )
 
