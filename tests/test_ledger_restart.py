@@ -2,7 +2,8 @@
 
 This test RESTARTS the local PostgreSQL server (``pg_ctlcluster ... stop``, then ``start`` once
 the step's writer has met the outage), cutting every connection to it, so it lives alone in
-this file: run it on its own, never while other PostgreSQL tests run. It needs root and the Debian ``pg_ctlcluster`` wrapper, else it skips.
+this file: run it on its own, never while other PostgreSQL tests run. It needs root and the
+Debian ``pg_ctlcluster`` wrapper, else it skips.
 
 The ledger is on PostgreSQL; the Dagster instance is on SQLite, so the restart reaches only
 the ledger. The simulator's latency stretches the step over several seconds; the restart
