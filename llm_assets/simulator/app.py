@@ -28,6 +28,7 @@ from llm_assets.simulator.config import DEFAULT_MODELS, SimulatorConfig
 from llm_assets.simulator.faults import Marker, choose_fault, draw_latency_s
 from llm_assets.simulator.limits import BucketLimiter, CombinedLimiter, Decision, RateLimiter
 from llm_assets.simulator.parsing import InvalidRequest
+from llm_assets.simulator.prompt_cache import PromptCache
 from llm_assets.simulator.responses import (
     DROPPED,
     SCOPE_KEY,
@@ -50,6 +51,7 @@ class SimulatorApp:
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
         self.stats = SimulatorStats()
+        self.prompt_cache = PromptCache()
         self.limiter = RateLimiter()
         self.buckets = BucketLimiter()
         self.combined = CombinedLimiter()
@@ -130,9 +132,11 @@ class SimulatorApp:
         if fault == "context_length":
             error = errors.context_length_exceeded(context_window, context_window + 1, 0)
             return json_response(error, 400, admitted)
-        reply, completion_tokens = call.reply(admitted["x-request-id"], fault)
+        cached_tokens = self.prompt_cache.read(call.prefixes)
+        reply, completion_tokens = call.reply(admitted["x-request-id"], fault, cached_tokens)
         stats.chat_completions += 1
         stats.prompt_tokens += call.prompt_tokens
+        stats.cached_tokens += cached_tokens
         stats.completion_tokens += completion_tokens
         stats.answered.add(body_hash)
         return json_response(reply, headers=admitted)
@@ -225,6 +229,7 @@ class SimulatorApp:
         request left waiting by an earlier test never shows up in the next one's figures.
         """
         self.stats = SimulatorStats()
+        self.prompt_cache.clear()
         self.limiter.reset()
         self.buckets.reset()
         self.combined.reset()

@@ -18,6 +18,7 @@ from llm_assets.simulator.content import ResponseFormatError, build_content, fin
 from llm_assets.simulator.faults import Marker, MarkerError, find_marker
 from llm_assets.simulator.parsing import InvalidRequest
 from llm_assets.simulator.planner import plan_content
+from llm_assets.simulator.prompt_cache import prefix_digests
 from llm_assets.simulator.provider import check_chat_body
 from llm_assets.simulator.tokens import estimate_prompt_tokens, estimate_tokens
 
@@ -34,6 +35,8 @@ class ChatCall:
     marker: Marker | None
     content: str
     prompt_tokens: int
+    prefixes: tuple[bytes, ...] = ()
+    """Digests of the prompt's cacheable prefixes (``prompt_cache.prefix_digests``)."""
 
     @classmethod
     def read(
@@ -67,19 +70,26 @@ class ChatCall:
         content = plan_content(body, messages, content_rng)
         if content is None:
             content = build_content(response_format, user_text, content_rng)
-        return cls(model, max_tokens, marker, content, estimate_prompt_tokens(messages))
+        prompt_tokens = estimate_prompt_tokens(messages)
+        prefixes = prefix_digests(model, messages)
+        return cls(model, max_tokens, marker, content, prompt_tokens, prefixes)
 
     @property
     def tokens_asked(self) -> int:
         """The prompt plus the completion budget: what must fit the context window."""
         return self.prompt_tokens + (self.max_tokens or 0)
 
-    def reply(self, request_id: str, fault: str | None) -> tuple[dict[str, Any], int]:
-        """Return the ``chat.completion`` body with ``fault`` applied, and its completion tokens."""
+    def reply(
+        self, request_id: str, fault: str | None, cached_tokens: int = 0
+    ) -> tuple[dict[str, Any], int]:
+        """Return the ``chat.completion`` body with ``fault`` applied, and its completion tokens.
+
+        ``cached_tokens`` of the prompt were read from the prompt cache (``PromptCache``).
+        """
         answer = finish_answer(self.content, fault, self.max_tokens)
         completion_tokens = estimate_tokens(answer.content or answer.refusal or "")
         body = responses.chat_completion(
-            request_id, self.model, answer, self.prompt_tokens, completion_tokens
+            request_id, self.model, answer, self.prompt_tokens, completion_tokens, cached_tokens
         )
         return body, completion_tokens
 

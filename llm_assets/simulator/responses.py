@@ -50,7 +50,12 @@ def install_drop_log_filter() -> None:
 
 
 def chat_completion(
-    request_id: str, model: str, answer: Answer, prompt_tokens: int, completion_tokens: int
+    request_id: str,
+    model: str,
+    answer: Answer,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cached_tokens: int = 0,
 ) -> dict[str, Any]:
     """Build a ``chat.completion`` object labelled with the simulator's fingerprint.
 
@@ -60,6 +65,7 @@ def chat_completion(
         answer: Content, refusal and finish reason.
         prompt_tokens: Estimated prompt tokens.
         completion_tokens: Estimated completion tokens.
+        cached_tokens: Prompt tokens read from the prompt cache.
 
     Returns:
         The response body.
@@ -87,7 +93,7 @@ def chat_completion(
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
             # Always sent by the provider, zero when nothing applies.
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": 0,
                 "audio_tokens": 0,

@@ -30,6 +30,8 @@ class SimulatorStats:
         self.embeddings = 0
         self.rate_limited = 0
         self.prompt_tokens = 0
+        self.cached_tokens = 0
+        """Prompt tokens answered from the prompt cache (``prompt_cache``)."""
         self.completion_tokens = 0
         self.duplicate_requests = 0
         self.status_counts: Counter[str] = Counter()
@@ -87,6 +89,7 @@ class SimulatorStats:
             "rate_limited": self.rate_limited,
             "faults_injected": dict(self.faults_injected),
             "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
             "completion_tokens": self.completion_tokens,
             "duplicate_requests": self.duplicate_requests,
             "unique_requests_answered": len(self.answered),

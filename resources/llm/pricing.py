@@ -3,6 +3,10 @@
 Prices change; the defaults are the public list prices when this table was written and are
 meant to be overridden with ``LLMResource(prices={...})``. A model the table does not know costs
 0 and is flagged in the step's metadata rather than failing the run.
+
+Prompt tokens the provider answered from its prompt cache (``usage.prompt_tokens_details.
+cached_tokens``) are billed at the model's cached-input price; reasoning tokens are part of the
+completion tokens and billed as output.
 """
 
 from __future__ import annotations
@@ -18,17 +22,36 @@ class ModelPrice(dg.Config):
 
     input_per_million: float = Field(description="USD per 1M prompt (input) tokens.")
     output_per_million: float = Field(description="USD per 1M completion (output) tokens.")
+    cached_input_per_million: float | None = Field(
+        default=None,
+        description="USD per 1M prompt tokens read from the provider's prompt cache; "
+        "None when the provider gives no discount for them (billed as input).",
+    )
 
 
 DEFAULT_PRICES: dict[str, ModelPrice] = {
     # The simulator's nominal prices mirror gpt-4o-mini so demo figures look like real ones.
-    "sim-small": ModelPrice(input_per_million=0.15, output_per_million=0.60),
-    "sim-large": ModelPrice(input_per_million=2.50, output_per_million=10.00),
-    "gpt-4o-mini": ModelPrice(input_per_million=0.15, output_per_million=0.60),
-    "gpt-4o": ModelPrice(input_per_million=2.50, output_per_million=10.00),
-    "gpt-4.1-nano": ModelPrice(input_per_million=0.10, output_per_million=0.40),
-    "gpt-4.1-mini": ModelPrice(input_per_million=0.40, output_per_million=1.60),
-    "gpt-4.1": ModelPrice(input_per_million=2.00, output_per_million=8.00),
+    "sim-small": ModelPrice(
+        input_per_million=0.15, output_per_million=0.60, cached_input_per_million=0.075
+    ),
+    "sim-large": ModelPrice(
+        input_per_million=2.50, output_per_million=10.00, cached_input_per_million=1.25
+    ),
+    "gpt-4o-mini": ModelPrice(
+        input_per_million=0.15, output_per_million=0.60, cached_input_per_million=0.075
+    ),
+    "gpt-4o": ModelPrice(
+        input_per_million=2.50, output_per_million=10.00, cached_input_per_million=1.25
+    ),
+    "gpt-4.1-nano": ModelPrice(
+        input_per_million=0.10, output_per_million=0.40, cached_input_per_million=0.025
+    ),
+    "gpt-4.1-mini": ModelPrice(
+        input_per_million=0.40, output_per_million=1.60, cached_input_per_million=0.10
+    ),
+    "gpt-4.1": ModelPrice(
+        input_per_million=2.00, output_per_million=8.00, cached_input_per_million=0.50
+    ),
 }
 
 
@@ -53,17 +76,37 @@ def find_price(model: str, prices: Mapping[str, ModelPrice]) -> ModelPrice | Non
 
 
 def cost_usd(
-    model: str, input_tokens: int, output_tokens: int, prices: Mapping[str, ModelPrice]
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    prices: Mapping[str, ModelPrice],
+    cached_input_tokens: int = 0,
 ) -> float:
-    """The cost of one call in USD, 0.0 when the model has no price.
+    """The cost of one call in USD, as billed; 0.0 when the model has no price.
+
+    Args:
+        model: The model that answered.
+        input_tokens: All prompt tokens, cached ones included (``usage.prompt_tokens``).
+        output_tokens: Completion tokens, reasoning tokens included.
+        prices: The price table.
+        cached_input_tokens: The prompt tokens read from the provider's cache, billed at
+            ``cached_input_per_million`` when the model has that price.
 
     Examples:
         >>> round(cost_usd("gpt-4o-mini", 1_000_000, 0, DEFAULT_PRICES), 2)
         0.15
+        >>> round(cost_usd("gpt-4o-mini", 1_000_000, 0, DEFAULT_PRICES, 500_000), 4)
+        0.1125
     """
     price = find_price(model, prices)
     if price is None:
         return 0.0
+    cached = min(max(cached_input_tokens, 0), input_tokens)
+    cached_rate = price.input_per_million
+    if price.cached_input_per_million is not None:
+        cached_rate = price.cached_input_per_million
     return (
-        input_tokens * price.input_per_million + output_tokens * price.output_per_million
+        (input_tokens - cached) * price.input_per_million
+        + cached * cached_rate
+        + output_tokens * price.output_per_million
     ) / 1_000_000

@@ -26,6 +26,10 @@ def answered(
         >>> result = answered(request, body, 0.2, 1, {})
         >>> result.ok, result.input_tokens, result.output_tokens
         (True, 3, 2)
+        >>> usage = {"prompt_tokens": 2048, "completion_tokens": 9,
+        ...          "prompt_tokens_details": {"cached_tokens": 1024}}
+        >>> answered(request, json.dumps({"usage": usage}).encode(), 0.2, 1, {}).cached_input_tokens
+        1024
         >>> answered(request, b"<html>", 0.2, 1, {}).error_class
         'malformed_response'
     """
@@ -43,6 +47,8 @@ def answered(
     usage = body.get("usage") or {}
     input_tokens = int(usage.get("prompt_tokens") or 0)
     output_tokens = int(usage.get("completion_tokens") or 0)
+    cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+    reasoning = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
     model = str(body.get("model") or request.body.get("model") or "")
     return ChatResult(
         key=request.key,
@@ -51,7 +57,9 @@ def answered(
         model=model,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost_usd=cost_usd(model, input_tokens, output_tokens, prices),
+        cached_input_tokens=cached,
+        reasoning_tokens=reasoning,
+        cost_usd=cost_usd(model, input_tokens, output_tokens, prices, cached),
         latency_s=latency_s,
         attempts=attempts,
     )

@@ -35,9 +35,11 @@ class ChatResult:
         ok: True when the endpoint answered 200.
         body: The decoded response body (``None`` when not ok).
         model: The model the endpoint reported (the requested one when it reported none).
-        input_tokens: Reported prompt tokens.
-        output_tokens: Reported completion tokens.
-        cost_usd: Cost from the price table.
+        input_tokens: Reported prompt tokens, cached ones included.
+        output_tokens: Reported completion tokens, reasoning ones included.
+        cached_input_tokens: Prompt tokens the provider read from its prompt cache.
+        reasoning_tokens: Completion tokens a reasoning model spent thinking.
+        cost_usd: Cost from the price table, cached input at its cached price.
         latency_s: Wall time of the successful attempt.
         attempts: How many HTTP attempts were made.
         error_class: A short machine-readable class for a failure
@@ -51,6 +53,8 @@ class ChatResult:
     model: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
     attempts: int = 0
