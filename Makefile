@@ -65,8 +65,8 @@ services:
 
 # Independent tests in parallel processes (tests that share a server or an expensive fixture run
 # in one of them: tests/conftest.py), then the tests that restart a service the others use, alone
-# (exit status 5: there are none). Six processes keep two cores busy: most tests wait on servers.
-TEST_WORKERS ?= 6
+# (exit status 5: there are none). TEST_WORKERS processes at once (more cost each a start-up).
+TEST_WORKERS ?= 4
 test: install services
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not serial"
 	$(BIN)/python -m pytest -q -m serial || [ $$? -eq 5 ]

@@ -21,6 +21,8 @@ PROVENANCE_COLUMNS: dict[str, str] = {
     "llm_model": "string",
     "llm_input_tokens": "int64",
     "llm_output_tokens": "int64",
+    "llm_cached_input_tokens": "int64",
+    "llm_reasoning_tokens": "int64",
     "llm_cost_usd": "float64",
     "llm_latency_s": "float64",
     "llm_cached": "bool",
@@ -41,6 +43,10 @@ PROVENANCE_DESCRIPTIONS: dict[str, str] = {
     "llm_model": "model the API reported for the answer",
     "llm_input_tokens": "prompt tokens billed (repairs included)",
     "llm_output_tokens": "completion tokens billed (repairs included)",
+    "llm_cached_input_tokens": "prompt tokens the provider read from its prompt cache, billed at "
+    "the cached-input price (included in llm_input_tokens)",
+    "llm_reasoning_tokens": "completion tokens a reasoning model spent thinking (included in "
+    "llm_output_tokens)",
     "llm_cost_usd": "what the answer cost, in US dollars, when it was paid",
     "llm_latency_s": "seconds the request took when it was paid",
     "llm_cached": "true when the ledger answered, so this materialization paid nothing",

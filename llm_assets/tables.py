@@ -21,7 +21,7 @@ from llm_assets.provenance import (
 )
 from llm_assets.rendering import ROW_INDEX_COLUMN, PlannedRow
 from llm_assets.resources.ledger import LedgerEntry
-from llm_assets.resources.llm import ChatRequest, ChatResult
+from llm_assets.resources.llm import ChatRequest, ChatResult, usage_details
 from llm_assets.summary import StepSummary
 from llm_assets.task import LLMTask
 
@@ -51,10 +51,13 @@ class Resolution:
     final_key: str | None = None
     repairs: int = 0
     batch_id: str | None = None
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @classmethod
     def from_entry(cls, entry: LedgerEntry) -> Resolution:
         """An answer the ledger already held."""
+        cached_input_tokens, reasoning_tokens = usage_details(entry.response)
         return cls(
             entry.response,
             sys.intern(entry.model),  # one string per model and run, not one per row
@@ -65,6 +68,8 @@ class Resolution:
             True,
             sys.intern(entry.run_id),
             batch_id=entry.response.get(BATCH_ID_FIELD) if entry.response else None,
+            cached_input_tokens=cached_input_tokens,
+            reasoning_tokens=reasoning_tokens,
         )
 
     @classmethod
@@ -81,6 +86,8 @@ class Resolution:
             run_id if result.ok else None,
             error_class=result.error_class,
             error=result.error,
+            cached_input_tokens=result.cached_input_tokens,
+            reasoning_tokens=result.reasoning_tokens,
         )
 
     def settle(
@@ -100,6 +107,8 @@ class Resolution:
             repair,
             input_tokens=self.input_tokens + repair.input_tokens,
             output_tokens=self.output_tokens + repair.output_tokens,
+            cached_input_tokens=self.cached_input_tokens + repair.cached_input_tokens,
+            reasoning_tokens=self.reasoning_tokens + repair.reasoning_tokens,
             cost_usd=self.cost_usd + repair.cost_usd,
             latency_s=self.latency_s + repair.latency_s,
             cached=self.cached and repair.cached,
@@ -191,6 +200,8 @@ class TableBuilder:
             res.model if res else None,
             res.input_tokens if res else 0,
             res.output_tokens if res else 0,
+            res.cached_input_tokens if res else 0,
+            res.reasoning_tokens if res else 0,
             res.cost_usd if res else 0.0,
             res.latency_s if res else 0.0,
             res.cached if res else False,

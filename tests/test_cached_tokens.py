@@ -113,5 +113,8 @@ def test_an_asset_with_a_long_shared_system_prompt_costs_what_the_provider_bills
     assert metadata["cost_usd"].value == pytest.approx(billed, abs=2e-6)
     table = pd.read_parquet(tmp_path / "data" / "sentiments.parquet")
     assert table["llm_cost_usd"].sum() == pytest.approx(billed, rel=1e-9)
+    # Per row: the first row paid for the whole prompt, every later one read 1,280 from cache.
+    assert sorted(table["llm_cached_input_tokens"]) == [0] + [1280] * (rows - 1)
+    assert (table["llm_reasoning_tokens"] == 0).all()
     price = DEFAULT_PRICES["sim-small"]
     assert (price.input_per_million, price.cached_input_per_million) == (0.15, 0.075)

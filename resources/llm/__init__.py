@@ -6,6 +6,7 @@ from llm_assets.resources.llm.models import is_reasoning_model
 from llm_assets.resources.llm.offline import OFFLINE_ENV, check_offline_guard, is_loopback
 from llm_assets.resources.llm.pricing import DEFAULT_PRICES, ModelPrice, cost_usd, find_price
 from llm_assets.resources.llm.resource import LLMResource
+from llm_assets.resources.llm.results import usage_details
 from llm_assets.resources.llm.schema import (
     SchemaProblem,
     strict_schema_problems,
@@ -36,4 +37,5 @@ __all__ = [
     "is_reasoning_model",
     "strict_schema_problems",
     "to_strict_json_schema",
+    "usage_details",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from llm_assets.resources.llm.pricing import ModelPrice, cost_usd
 from llm_assets.resources.llm.types import ChatRequest, ChatResult
@@ -47,8 +48,7 @@ def answered(
     usage = body.get("usage") or {}
     input_tokens = int(usage.get("prompt_tokens") or 0)
     output_tokens = int(usage.get("completion_tokens") or 0)
-    cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    reasoning = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
+    cached, reasoning = usage_details(body)
     model = str(body.get("model") or request.body.get("model") or "")
     return ChatResult(
         key=request.key,
@@ -63,6 +63,22 @@ def answered(
         latency_s=latency_s,
         attempts=attempts,
     )
+
+
+def usage_details(body: Mapping[str, Any] | None) -> tuple[int, int]:
+    """The cached prompt tokens and the reasoning tokens a chat completion's ``usage`` reports.
+
+    Examples:
+        >>> usage_details({"usage": {"prompt_tokens_details": {"cached_tokens": 1152},
+        ...                          "completion_tokens_details": {"reasoning_tokens": 64}}})
+        (1152, 64)
+        >>> usage_details(None)
+        (0, 0)
+    """
+    usage = (body or {}).get("usage") or {}
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    return int(cached or 0), int(reasoning or 0)
 
 
 def retries_exhausted(request: ChatRequest, attempts: int, last: str) -> ChatResult:
