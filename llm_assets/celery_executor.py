@@ -84,7 +84,9 @@ def celery_config(broker: str | None = None, backend: str | None = None) -> dict
         "broker": broker or os.environ.get("LLM_ASSETS_CELERY_BROKER", DEFAULT_BROKER),
         "backend": backend or os.environ.get("LLM_ASSETS_CELERY_BACKEND", DEFAULT_BACKEND),
         "config_source": dict(CELERY_SETTINGS),
-        "worker_lost_after_s": float(os.environ.get("LLM_ASSETS_CELERY_WORKER_LOST_AFTER_S", "60")),
+        "worker_lost_after_s": float(
+            os.environ.get("LLM_ASSETS_CELERY_WORKER_LOST_AFTER_S", "60")
+        ),
     }
 
 

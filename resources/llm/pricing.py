@@ -29,29 +29,23 @@ class ModelPrice(dg.Config):
     )
 
 
+# USD per 1M tokens: input, cached input, output. The simulator's nominal prices mirror
+# gpt-4o-mini and gpt-4o so demo figures look like real ones.
+_LIST_PRICES: dict[str, tuple[float, float, float]] = {
+    "sim-small": (0.15, 0.075, 0.60),
+    "sim-large": (2.50, 1.25, 10.00),
+    "gpt-4o-mini": (0.15, 0.075, 0.60),
+    "gpt-4o": (2.50, 1.25, 10.00),
+    "gpt-4.1-nano": (0.10, 0.025, 0.40),
+    "gpt-4.1-mini": (0.40, 0.10, 1.60),
+    "gpt-4.1": (2.00, 0.50, 8.00),
+}
+
 DEFAULT_PRICES: dict[str, ModelPrice] = {
-    # The simulator's nominal prices mirror gpt-4o-mini so demo figures look like real ones.
-    "sim-small": ModelPrice(
-        input_per_million=0.15, output_per_million=0.60, cached_input_per_million=0.075
-    ),
-    "sim-large": ModelPrice(
-        input_per_million=2.50, output_per_million=10.00, cached_input_per_million=1.25
-    ),
-    "gpt-4o-mini": ModelPrice(
-        input_per_million=0.15, output_per_million=0.60, cached_input_per_million=0.075
-    ),
-    "gpt-4o": ModelPrice(
-        input_per_million=2.50, output_per_million=10.00, cached_input_per_million=1.25
-    ),
-    "gpt-4.1-nano": ModelPrice(
-        input_per_million=0.10, output_per_million=0.40, cached_input_per_million=0.025
-    ),
-    "gpt-4.1-mini": ModelPrice(
-        input_per_million=0.40, output_per_million=1.60, cached_input_per_million=0.10
-    ),
-    "gpt-4.1": ModelPrice(
-        input_per_million=2.00, output_per_million=8.00, cached_input_per_million=0.50
-    ),
+    model: ModelPrice(
+        input_per_million=uncached, cached_input_per_million=cached, output_per_million=output
+    )
+    for model, (uncached, cached, output) in _LIST_PRICES.items()
 }
 
 
