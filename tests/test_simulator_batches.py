@@ -123,7 +123,7 @@ def test_batch_lines_are_not_online_requests(
 ) -> None:
     lines = review_lines(8)
     batch = submit(client, lines)
-    manual.advance_batches(to_end=True)
+    manual.advance_batches(batch_id=batch.id, to_end=True)
     output = read_jsonl(client, client.batches.retrieve(batch.id).output_file_id)
 
     stats = manual.stats()
@@ -168,7 +168,7 @@ def test_line_error_rate_fills_the_error_file(
     manual: SimulatorServer, client: openai.OpenAI
 ) -> None:
     batch = submit(client, review_lines(20), sim_line_error_rate="0.25")
-    manual.advance_batches(to_end=True)
+    manual.advance_batches(batch_id=batch.id, to_end=True)
     done = client.batches.retrieve(batch.id)
     assert done.status == "completed" and done.request_counts is not None
     assert done.request_counts.model_dump() == {"completed": 15, "failed": 5, "total": 20}
@@ -195,7 +195,7 @@ def test_refused_bodies_and_markers_answer_per_line(
         chat_line("too-long", "hello", max_tokens=10**6),
     ]
     batch = submit(client, lines)
-    manual.advance_batches(to_end=True)
+    manual.advance_batches(batch_id=batch.id, to_end=True)
     done = client.batches.retrieve(batch.id)
     assert done.request_counts is not None
     assert done.request_counts.model_dump() == {"completed": 2, "failed": 3, "total": 5}
@@ -215,7 +215,8 @@ def test_refused_bodies_and_markers_answer_per_line(
 @pytest.mark.timeout(60)
 def test_expired_batch_keeps_partial_output(manual: SimulatorServer, client: openai.OpenAI) -> None:
     batch = submit(client, review_lines(10), sim_outcome="expired", sim_partial_fraction="0.4")
-    assert [manual.advance_batches()[0]["status"] for _ in range(2)] == ["in_progress", "expired"]
+    moved = [manual.advance_batches(batch_id=batch.id)[0]["status"] for _ in range(2)]
+    assert moved == ["in_progress", "expired"]
     done = client.batches.retrieve(batch.id)
     assert done.expired_at and done.completed_at is None
     assert done.request_counts is not None
