@@ -140,7 +140,7 @@ def main() -> None:
                 browser = playwright.chromium.launch(executable_path=args.chromium)
                 page = browser.new_page(viewport={"width": 2000, "height": 1700})
                 page.goto(f"http://127.0.0.1:{ui_port}/assets/llm_spend?view=events")
-                page.get_by_text("spend_by_day_asset_model").first.wait_for(timeout=120_000)
+                page.get_by_text("spend_table").first.wait_for(timeout=120_000)
                 skip = page.get_by_role("button", name="Skip")  # the first-visit welcome dialog
                 if skip.count():
                     skip.first.click()

@@ -16,7 +16,7 @@ from typing import Any
 from llm_assets.progress import progress_logger
 from llm_assets.resources.errors import BudgetExceededError
 from llm_assets.resources.ledger import Answers, LedgerFigures, Payer, ResponseLedger, Send
-from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource, cost_usd
+from llm_assets.resources.llm import ChatRequest, ChatResult, LLMResource
 from llm_assets.summary import StepSummary, money
 from llm_assets.tables import Resolution
 from llm_assets.task import LLMTask
@@ -110,9 +110,9 @@ class Fetcher:
     ) -> float:
         """Estimates the misses' cost, per owning partition; returns the step's estimate."""
         out = self.task.output_tokens_for_estimates
-        total = 0.0
+        total, prices = 0.0, self.llm.price_book
         for request in requests:
-            cost = cost_usd(model, request.est_prompt_tokens, out, self.llm.prices)
+            cost = prices.cost(model, request.est_prompt_tokens, out)
             self.summaries[partition_of.get(request.key)].estimated_cost_usd += cost
             total += cost
         self.estimated_usd = total
@@ -139,6 +139,10 @@ class Fetcher:
             summary = self.summaries[partition]
             for name in _FIGURES:
                 setattr(summary, name, getattr(summary, name) + getattr(figures, name))
+        prices = self.llm.price_book
+        for key, result in answers.paid.items():
+            if result.ok and not prices.knows(result.model):
+                self.summaries[partition_of.get(key)].unpriced_models.add(result.model)
         return answers
 
     def _send(

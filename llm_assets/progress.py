@@ -26,7 +26,7 @@ def progress_logger(log: Any, asset: str, total: int) -> Callable[[EngineStats, 
         eta_txt = f"{eta:.0f}s" if math.isfinite(eta) else "?"
         log.info(
             f"{asset}: {stats.done}/{total} requests, {per_min:.0f} req/min, "
-            f"{stats.input_tokens + stats.output_tokens} tokens, ${stats.cost_usd:.4f}, "
+            f"{stats.input_tokens + stats.output_tokens:,} tokens, ${stats.cost_usd:.4f}, "
             f"ETA {eta_txt}, concurrency {concurrency}, 429s {stats.rate_limited}, "
             f"retries {stats.retries}, failed {stats.failed}"
         )

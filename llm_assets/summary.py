@@ -30,6 +30,9 @@ class StepSummary:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    #: Input tokens the provider read from its prompt cache, and what its discount took off.
+    cached_input_tokens: int = 0
+    provider_cache_saved_usd: float = 0.0
     #: What the ledger's answers from earlier work would have cost again.
     saved_usd: float = 0.0
     estimated_cost_usd: float = 0.0
@@ -39,6 +42,8 @@ class StepSummary:
     #: What the batch discount saved on those answers.
     batch_saved_usd: float = 0.0
     models: set[str] = field(default_factory=set)
+    #: Models no price table knows: billed as 0 here (price them with LLMResource.prices).
+    unpriced_models: set[str] = field(default_factory=set)
     error_classes: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -70,6 +75,7 @@ class StepSummary:
             for name in _ADDED:
                 setattr(out, name, getattr(out, name) + getattr(part, name))
             out.models |= part.models
+            out.unpriced_models |= part.unpriced_models
             for name, count in part.error_classes.items():
                 out.error_classes[name] = out.error_classes.get(name, 0) + count
         return out
@@ -86,6 +92,8 @@ _ADDED = (
     "input_tokens",
     "output_tokens",
     "cost_usd",
+    "cached_input_tokens",
+    "provider_cache_saved_usd",
     "saved_usd",
     "estimated_cost_usd",
     "batch_answered",
@@ -132,20 +140,28 @@ def money(value: float) -> str:
 def spend_line(summary: StepSummary) -> str:
     """What a partition cost, as a person reads it: paid online, paid by batch, saved.
 
+    What the provider's prompt cache took off the bill is named when it took something off.
+
     Examples:
-        >>> spend_line(StepSummary(cost_usd=0.002, saved_usd=0.001))
-        '$0.0020 new, $0.0010 saved by the ledger'
+        >>> spend_line(StepSummary(cost_usd=0.002, saved_usd=0.001, input_tokens=12_000))
+        '$0.0020 new for 12,000 tokens, $0.0010 saved by the ledger'
+        >>> spend_line(StepSummary(cost_usd=0.001, provider_cache_saved_usd=0.0004))
+        "$0.0010 new for 0 tokens, $0 saved by the ledger, $0.00040 saved by the provider's cache"
         >>> spend_line(StepSummary(batch_answered=2, batch_cost_usd=0.00098))
-        '$0 new, $0.00098 paid by batch (2 answers), $0 saved by the ledger'
+        '$0 new for 0 tokens, $0.00098 paid by batch (2 answers), $0 saved by the ledger'
     """
-    paid = f"{money(summary.cost_usd)} new, "
+    tokens = summary.input_tokens + summary.output_tokens
+    paid = f"{money(summary.cost_usd)} new for {tokens:,} tokens, "
     if summary.batch_answered:
         count = summary.batch_answered
         paid += (
             f"{money(summary.batch_cost_usd)} paid by batch "
-            f"({count} answer{'s' if count != 1 else ''}), "
+            f"({count:,} answer{'s' if count != 1 else ''}), "
         )
-    return f"{paid}{money(summary.saved_usd)} saved by the ledger"
+    line = f"{paid}{money(summary.saved_usd)} saved by the ledger"
+    if summary.provider_cache_saved_usd > 0:
+        line += f", {money(summary.provider_cache_saved_usd)} saved by the provider's cache"
+    return line
 
 
 def summary_metadata(
@@ -159,6 +175,8 @@ def summary_metadata(
         (3, 0, 'm')
     """
     metadata: dict[str, Any] = {
+        # Money first: the line people read before any figure.
+        "spend": spend_line(summary),
         "dagster/row_count": summary.rows,
         "rows": summary.rows,
         "ok": summary.ok,
@@ -172,14 +190,18 @@ def summary_metadata(
         "input_tokens": summary.input_tokens,
         "output_tokens": summary.output_tokens,
         "tokens": summary.input_tokens + summary.output_tokens,
-        "spend": spend_line(summary),
+        "cached_input_tokens": summary.cached_input_tokens,
         "cost_usd": usd(summary.cost_usd),
+        "provider_cache_saved_usd": usd(summary.provider_cache_saved_usd),
         "saved_usd": usd(summary.saved_usd),
         "estimated_cost_usd": usd(summary.estimated_cost_usd),
         "task_version": task_version,
         "model": ", ".join(sorted(summary.models)) or default_model,
         "failures_by_class": dg.MetadataValue.json(summary.error_classes),
     }
+    if summary.unpriced_models:
+        # Billed as $0 here: no price table knows them (LLMResource.prices can).
+        metadata["unpriced_models"] = ", ".join(sorted(summary.unpriced_models))
     if summary.batch_answered:
         # Answers the submitting run paid for: at the batch price, and what its discount saved.
         metadata["batch_answered"] = summary.batch_answered
@@ -199,14 +221,19 @@ def run_line(asset: str, parts: Mapping[str | None, StepSummary]) -> str:
     total = StepSummary.total(parts.values())
     count = len(parts)
     return (
-        f"{asset}: {count} partition{'s' if count != 1 else ''}, {total.rows} rows "
-        f"(ok {total.ok}, failed {total.failed}), {total.requests_sent} requests sent, "
-        f"{total.cache_hits} answered by the ledger, "
-        f"{total.input_tokens + total.output_tokens} tokens, {money(total.cost_usd)} new spend, "
+        f"{asset}: {count:,} partition{'s' if count != 1 else ''}, {total.rows:,} rows "
+        f"(ok {total.ok:,}, failed {total.failed:,}), {total.requests_sent:,} requests sent, "
+        f"{total.cache_hits:,} answered by the ledger, "
+        f"{total.input_tokens + total.output_tokens:,} tokens, {money(total.cost_usd)} new spend, "
         + (
-            f"{money(total.batch_cost_usd)} paid by batch ({total.batch_answered} answers), "
+            f"{money(total.batch_cost_usd)} paid by batch ({total.batch_answered:,} answers), "
             if total.batch_answered
             else ""
         )
         + f"{money(total.saved_usd)} saved"
+        + (
+            f", {money(total.provider_cache_saved_usd)} saved by the provider's cache"
+            if total.provider_cache_saved_usd > 0
+            else ""
+        )
     )

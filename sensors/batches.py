@@ -27,7 +27,7 @@ import dagster as dg
 from llm_assets.provenance import BATCH_ID_FIELD
 from llm_assets.resources.batch import TERMINAL_STATES, BatchClient, BatchRecord, BatchStore
 from llm_assets.resources.ledger import LedgerEntry, ResponseLedger
-from llm_assets.resources.llm import LLMResource, cost_usd
+from llm_assets.resources.llm import LLMResource, usage_details
 
 
 @dataclass
@@ -66,7 +66,8 @@ def harvest(
             model = str(body.get("model") or "")
             input_tokens = int(usage.get("prompt_tokens") or 0)
             output_tokens = int(usage.get("completion_tokens") or 0)
-            online = cost_usd(model, input_tokens, output_tokens, llm.prices)
+            cached, _ = usage_details(body)
+            online = llm.price_book.cost(model, input_tokens, output_tokens, cached)
             entries.append(
                 LedgerEntry(
                     key=line.custom_id,

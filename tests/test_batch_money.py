@@ -171,7 +171,7 @@ def test_batch_partitions_show_the_batch_price_as_paid_and_save_nothing(
     # The spend asset: everything was paid, nothing was saved by the ledger.
     spend = flow.spend()
     assert spend["spend_usd"] == pytest.approx(ledger_usd, abs=1e-6)
-    assert spend["saved_by_cache_usd"] == 0
+    assert spend["saved_by_ledger_usd"] == 0
 
     # Materialized again, the batch's answers are earlier work: saved, not paid again.
     flow.run("eu")
@@ -202,7 +202,7 @@ def test_rows_answered_before_the_batch_are_saved_and_only_they(
     assert flow.paid("eu", batch=True) > 0 and meta["cost_usd"] == 0
     # The spend asset counts the sensor's run's savings as reported: the 4 earlier answers.
     spend = flow.spend()
-    assert spend["saved_by_cache_usd"] == pytest.approx(online_usd, abs=USD)
+    assert spend["saved_by_ledger_usd"] == pytest.approx(online_usd, abs=USD)
     assert spend["spend_usd"] == pytest.approx(flow.ledger.spend()[1], abs=1e-6)
 
 

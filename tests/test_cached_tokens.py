@@ -17,9 +17,11 @@ import pytest
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
-from llm_assets import LLMTask, llm_asset
-from llm_assets.resources.llm import DEFAULT_PRICES
+from llm_assets import LLMTask, llm_asset, llm_spend_asset
+from llm_assets.resources.ledger import ResponseLedger
+from llm_assets.resources.llm import SIMULATOR_PRICES
 from llm_assets.simulator import SimulatorServer
+from llm_assets.summary import money
 from tests.conftest import TEST_API_KEY, make_resources
 
 pytestmark = pytest.mark.timeout(120)
@@ -70,9 +72,11 @@ class Sentiment(BaseModel):
     sentiment: str
 
 
+@pytest.mark.parametrize("storage", ["sqlite", "postgres"])
 def test_an_asset_with_a_long_shared_system_prompt_costs_what_the_provider_bills(
-    simulator: SimulatorServer, sqlite_instance: dg.DagsterInstance, tmp_path: Path
+    storage: str, simulator: SimulatorServer, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    """On a SQLite instance and ledger, and on a Postgres instance and ledger."""
     rows = 12
 
     @dg.asset(name="reviews")
@@ -88,11 +92,13 @@ def test_an_asset_with_a_long_shared_system_prompt_costs_what_the_provider_bills
     )
     # One request at a time, as the provider's cache would see a warmed prefix.
     resources = make_resources(simulator, tmp_path, max_concurrency=1)
-    result = dg.materialize(
-        [reviews, llm_asset(task, upstream=reviews)],
-        resources=resources,
-        instance=sqlite_instance,
-    )
+    instance: dg.DagsterInstance = request.getfixturevalue(f"{storage}_instance")
+    if storage == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        resources["ledger"] = ResponseLedger(backend="postgres", postgres_url=url)
+    sentiments = llm_asset(task, upstream=reviews)
+    spend = llm_spend_asset(assets=[sentiments])
+    result = dg.materialize([reviews, sentiments], resources=resources, instance=instance)
     assert result.success
 
     stats = simulator.stats()
@@ -111,10 +117,28 @@ def test_an_asset_with_a_long_shared_system_prompt_costs_what_the_provider_bills
 
     metadata = result.asset_materializations_for_node("sentiments")[0].metadata
     assert metadata["cost_usd"].value == pytest.approx(billed, abs=2e-6)
+    # What the provider's cache took off, beside what the ledger saved, in figures and words.
+    assert metadata["cached_input_tokens"].value == cached
+    assert metadata["provider_cache_saved_usd"].value == pytest.approx(uncached - billed, abs=2e-6)
+    line = metadata["spend"].value
+    assert line.endswith(f"{money(uncached - billed)} saved by the provider's cache")
+    assert "unpriced_models" not in metadata
     table = pd.read_parquet(tmp_path / "data" / "sentiments.parquet")
     assert table["llm_cost_usd"].sum() == pytest.approx(billed, rel=1e-9)
     # Per row: the first row paid for the whole prompt, every later one read 1,280 from cache.
     assert sorted(table["llm_cached_input_tokens"]) == [0] + [1280] * (rows - 1)
     assert (table["llm_reasoning_tokens"] == 0).all()
-    price = DEFAULT_PRICES["sim-small"]
+    price = SIMULATOR_PRICES["sim-small"]
     assert (price.input_per_million, price.cached_input_per_million) == (0.15, 0.075)
+
+    # The spend asset: paid as billed, and the cache's saving beside the ledger's.
+    shown = dg.materialize(
+        [reviews, sentiments, spend], selection=[spend.key], resources=resources, instance=instance
+    )
+    figures = shown.asset_materializations_for_node("llm_spend")[0].metadata
+    assert figures["spend_usd"].value == pytest.approx(billed, abs=2e-6)
+    assert figures["saved_by_provider_cache_usd"].value == pytest.approx(
+        uncached - billed, abs=2e-6
+    )
+    assert figures["saved_by_ledger_usd"].value == 0
+    assert f"{money(uncached - billed)} by the provider's cache" in figures["spend"].value

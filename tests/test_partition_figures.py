@@ -61,7 +61,9 @@ def test_each_partition_of_a_range_run_has_its_own_rows_cost_preview_and_report(
         assert meta["requests_sent"] == len(unique)
         # Money is kept to the micro-dollar, so a partition's cost is its rows' cost.
         assert meta["cost_usd"] == pytest.approx(unique["llm_cost_usd"].sum(), abs=1e-6)
-        assert meta["spend"].startswith(f"{money(meta['cost_usd'])} new, ")
+        assert meta["spend"].startswith(
+            f"{money(meta['cost_usd'])} new for {meta['tokens']:,} tokens, "
+        )
         assert meta["input_tokens"] == unique["llm_input_tokens"].sum()
         assert table["review_id"].iloc[0] in meta["preview"]
         other = DAYS[1] if day == DAYS[0] else DAYS[0]

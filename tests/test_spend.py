@@ -60,7 +60,8 @@ def _materializations(instance: dg.DagsterInstance, key: str) -> list[dict[str, 
     for record in records:
         event = record.asset_materialization
         assert event is not None
-        out.append({name: value.value for name, value in event.metadata.items()})
+        figures = {name: value.value for name, value in event.metadata.items()}
+        out.append({**figures, "partition": record.partition_key})
     return out
 
 
@@ -118,20 +119,30 @@ def test_spend_totals_equal_the_ledger_and_the_partitions(
 
     cached = next(p for p in partitions if p["requests_sent"] == 0)
     assert cached["cost_usd"] == 0 and cached["saved_usd"] > 0
-    assert spend["saved_by_cache_usd"] == pytest.approx(cached["saved_usd"], abs=1e-6)
+    assert spend["saved_by_ledger_usd"] == pytest.approx(cached["saved_usd"], abs=1e-6)
     assert spend["saved_by_batch_usd"] == 0
     rows = sum(p["rows"] for p in partitions)
     assert spend["failed"] == sum(p["failed"] for p in partitions) == 2
     assert spend["failure_rate"] == pytest.approx(2 / rows, abs=1e-4)
 
-    table = spend["spend_by_day_asset_model"]
+    table = spend["spend_table"]
     records = [record.data for record in table.records]
     assert {r["asset"] for r in records} == {"label"}
     assert sum(r["spend_usd"] for r in records) == pytest.approx(ledger_usd, abs=1e-6)
     assert sum(r["requests"] for r in records) == entries
-    assert [c.name for c in table.schema.columns][:4] == ["day", "asset", "model", "spend_usd"]
-    assert "Spend by day" in spend["chart"] and "| label |" in spend["chart"]
-    assert spend["spend"].startswith("$")
+    columns = [c.name for c in table.schema.columns]
+    assert columns[:5] == ["day", "asset", "partition", "model", "spend_usd"]
+    # By partition: each partition's line holds what that partition paid, not the day's sum.
+    for partition in ("eu", "us"):
+        paid = sum(p["cost_usd"] for p in partitions if p["partition"] == partition)
+        shown = sum(r["spend_usd"] for r in records if r["partition"] == partition)
+        assert paid > 0 and shown == pytest.approx(paid, abs=1e-6)
+    chart = spend["chart"]
+    for section in ("Spend by day", "Spend by partition", "Spend by model", "Spend by asset"):
+        assert section in chart
+    assert "| label eu |" in chart and "| sim-small |" in chart
+    assert spend["spend"].startswith("$") and "by the provider's cache" in spend["spend"]
+    assert next(iter(spend)) == "spend"
     stored = pd.read_parquet(tmp_path / "data" / "llm_spend.parquet")
     assert stored["spend_usd"].sum() == pytest.approx(ledger_usd, abs=1e-6)
 

@@ -48,7 +48,7 @@ def test_batch_spend_is_the_ledgers_and_its_discount_is_saved_by_batch(
     # Paid by the batch, assembled from the ledger: no new online spend, and not a cache save.
     assert partition["cost_usd"] == 0 and partition["batch_answered"] == 8
     assert spend["spend_usd"] == pytest.approx(partition["batch_cost_usd"], abs=1e-6)
-    assert spend["saved_by_cache_usd"] == 0
+    assert spend["saved_by_ledger_usd"] == 0
     # At half price the discount saved as much as was paid.
     assert spend["saved_by_batch_usd"] == pytest.approx(ledger_usd, abs=1e-6)
     assert spend["saved_by_batch_usd"] == pytest.approx(partition["batch_saved_usd"], abs=1e-6)

@@ -26,14 +26,16 @@ def llm_spend_asset(
     group_name: str | None = None,
     automation_condition: dg.AutomationCondition | None = None,
 ) -> dg.AssetsDefinition:
-    """An asset whose materialization shows LLM spend by day, asset and model.
+    """An asset whose materialization shows LLM spend by day, asset, partition and model.
 
     Each materialization reads the ledger (one grouped query) and the ``llm_asset``
-    materializations on the instance, and shows: the totals as numbers Dagster plots across
-    materializations (``spend_usd``, ``tokens``, ``requests``, ``saved_by_cache_usd``,
-    ``saved_by_batch_usd``, ``failure_rate``), a table by UTC day, asset and model
-    (``spend_by_day_asset_model``) and a Markdown bar chart (``chart``). The same table is
-    the asset's value, stored by its IO manager. Its totals are the ledger's sums.
+    materializations on the instance, and shows: ``spend``, the totals as a sentence (first);
+    the totals as numbers Dagster plots across materializations (``spend_usd``, ``tokens``,
+    ``requests``, ``saved_by_ledger_usd``, ``saved_by_provider_cache_usd``,
+    ``saved_by_batch_usd``, ``failure_rate``); a table by UTC day, asset, partition and model
+    (``spend_table``) and Markdown bar charts by day, partition, model and asset (``chart``).
+    The same table is the asset's value, stored by its IO manager. Its totals are the ledger's
+    sums.
 
     Args:
         name: Asset name.
@@ -79,9 +81,10 @@ def llm_spend_asset(
         automation_condition=automation_condition,
         kinds={"pandas"},
         description=(
-            "LLM spend by UTC day, asset and model, from the response ledger: money, tokens, "
-            "requests, what the ledger and batch pricing saved, and the share of rows that "
-            "failed. Totals are plotted across materializations."
+            "LLM spend by UTC day, asset, partition and model, from the response ledger: money, "
+            "tokens, requests, what the ledger, the provider's prompt cache and batch pricing "
+            "saved, and the share of rows that failed. Totals are plotted across "
+            "materializations."
         ),
     )
     def _spend(context: dg.AssetExecutionContext) -> dg.MaterializeResult:

@@ -1,13 +1,14 @@
-"""Spend lines by day, asset and model: the ledger's sums joined with what runs reported.
+"""Spend lines by day, asset, partition and model: the ledger's sums joined with the runs'.
 
 Money, tokens and requests come from the ledger, the record of what was paid. What the ledger
 cannot know comes from the ``llm_asset`` materializations on the instance: rows and failures
-(the failure rate) and ``saved_usd``, what the answers the ledger gave from earlier work
-would have cost (saved by the cache). A partition assembled from a batch reports the batch's
-answers as ``batch_cost_usd`` (paid by the run that submitted it), not as ``saved_usd``, so
-both figures are taken as reported. Saved by the batch discount is computed from the ledger's
-batch entries: each cost ``discount`` of the online price, so it saved
-``cost * (1 / discount - 1)``.
+(the failure rate), ``saved_usd``, what the answers the ledger gave from earlier work would
+have cost (saved by the ledger), and ``provider_cache_saved_usd``, what the provider's prompt
+cache took off the bill of the requests sent (priced by the run's ``LLMResource``). A
+partition assembled from a batch reports the batch's answers as ``batch_cost_usd`` (paid by
+the run that submitted it), not as ``saved_usd``, so both figures are taken as reported.
+Saved by the batch discount is computed from the ledger's batch entries: each cost
+``discount`` of the online price, so it saved ``cost * (1 / discount - 1)``.
 """
 
 from __future__ import annotations
@@ -23,16 +24,21 @@ from llm_assets.resources.ledger.rollup import SpendRow
 
 @dataclass
 class SpendLine:
-    """Spend and outcome of one UTC day, asset and model (or of everything, as a total)."""
+    """Spend and outcome of one UTC day, asset, partition and model (or a total of them).
+
+    ``partition`` is ``""`` for an unpartitioned asset.
+    """
 
     day: str
     asset: str
     model: str
+    partition: str = ""
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     spend_usd: float = 0.0
-    saved_by_cache_usd: float = 0.0
+    saved_by_ledger_usd: float = 0.0
+    saved_by_provider_cache_usd: float = 0.0
     saved_by_batch_usd: float = 0.0
     rows: int = 0
     failed: int = 0
@@ -56,14 +62,15 @@ class SpendLine:
             >>> SpendLine.total([a, a]).requests
             4
         """
-        out = cls(day="all", asset="all", model="all")
+        out = cls(day="all", asset="all", model="all", partition="all")
         for line in lines:
             for name in _SUMMED:
                 setattr(out, name, getattr(out, name) + getattr(line, name))
         return out
 
 
-_SUMMED = tuple(f.name for f in fields(SpendLine) if f.name not in ("day", "asset", "model"))
+_KEYS = ("day", "asset", "model", "partition")
+_SUMMED = tuple(f.name for f in fields(SpendLine) if f.name not in _KEYS)
 
 
 @dataclass(frozen=True)
@@ -72,10 +79,12 @@ class Materialized:
 
     day: str
     asset: str
+    partition: str
     model: str
     rows: int
     failed: int
-    saved_by_cache_usd: float
+    saved_by_ledger_usd: float
+    saved_by_provider_cache_usd: float
 
 
 def materialized(
@@ -111,10 +120,12 @@ def materialized(
                     Materialized(
                         day=datetime.fromtimestamp(record.timestamp, UTC).date().isoformat(),
                         asset=key.to_user_string(),
+                        partition=record.partition_key or "",
                         model=str(values.get("model") or ""),
                         rows=int(_number(values.get("rows"))),
                         failed=int(_number(values.get("failed"))),
-                        saved_by_cache_usd=_number(values.get("saved_usd")),
+                        saved_by_ledger_usd=_number(values.get("saved_usd")),
+                        saved_by_provider_cache_usd=_number(values.get("provider_cache_saved_usd")),
                     )
                 )
             if not page.has_more:
@@ -126,7 +137,7 @@ def materialized(
 def spend_lines(
     ledger_rows: Sequence[SpendRow], runs: Sequence[Materialized], *, batch_discount: float
 ) -> list[SpendLine]:
-    """Joins the ledger's roll-up and the materializations by day, asset and model.
+    """Joins the ledger's roll-up and the materializations by day, asset, partition and model.
 
     Args:
         ledger_rows: ``spend_rollup`` of the ledger.
@@ -134,7 +145,7 @@ def spend_lines(
         batch_discount: Share of the online price a batch answer cost (``LLMResource``'s).
 
     Returns:
-        Lines sorted by day (newest first), asset and model.
+        Lines sorted by day (newest first), asset, partition and model.
 
     Examples:
         >>> row = SpendRow("2026-11-01", "a", "m", 2, 100, 20, 0.25, 1, 0.05)
@@ -142,13 +153,15 @@ def spend_lines(
         >>> line.spend_usd, line.saved_by_batch_usd, line.tokens
         (0.25, 0.05, 120)
     """
-    lines: dict[tuple[str, str, str], SpendLine] = {}
+    lines: dict[tuple[str, str, str, str], SpendLine] = {}
 
-    def line(day: str, asset: str, model: str) -> SpendLine:
-        return lines.setdefault((day, asset, model), SpendLine(day, asset, model))
+    def line(day: str, asset: str, partition: str, model: str) -> SpendLine:
+        return lines.setdefault(
+            (day, asset, partition, model), SpendLine(day, asset, model, partition)
+        )
 
     for row in ledger_rows:
-        target = line(row.day, row.asset_key, row.model)
+        target = line(row.day, row.asset_key, row.partition, row.model)
         target.requests += row.requests
         target.input_tokens += row.input_tokens
         target.output_tokens += row.output_tokens
@@ -156,11 +169,12 @@ def spend_lines(
         if batch_discount > 0:
             target.saved_by_batch_usd += row.batch_cost_usd * (1 / batch_discount - 1)
     for run in runs:
-        target = line(run.day, run.asset, run.model)
+        target = line(run.day, run.asset, run.partition, run.model)
         target.rows += run.rows
         target.failed += run.failed
-        target.saved_by_cache_usd += run.saved_by_cache_usd
-    ordered = sorted(lines.values(), key=lambda x: (x.asset, x.model))
+        target.saved_by_ledger_usd += run.saved_by_ledger_usd
+        target.saved_by_provider_cache_usd += run.saved_by_provider_cache_usd
+    ordered = sorted(lines.values(), key=lambda x: (x.asset, x.partition, x.model))
     return sorted(ordered, key=lambda x: x.day, reverse=True)
 
 

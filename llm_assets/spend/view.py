@@ -15,11 +15,15 @@ TABLE_SCHEMA = dg.TableSchema(
     columns=[
         dg.TableColumn("day", "string", "UTC day the responses arrived"),
         dg.TableColumn("asset", "string", "LLM asset that paid"),
+        dg.TableColumn("partition", "string", "partition the requests were for"),
         dg.TableColumn("model", "string", "model the API reported"),
         dg.TableColumn("spend_usd", "float", "US dollars paid (new spend)"),
         dg.TableColumn("tokens", "int", "input + output tokens paid"),
         dg.TableColumn("requests", "int", "paid requests"),
-        dg.TableColumn("saved_by_cache_usd", "float", "what the ledger's answers would have cost"),
+        dg.TableColumn("saved_by_ledger_usd", "float", "what the ledger's answers would cost"),
+        dg.TableColumn(
+            "saved_by_provider_cache_usd", "float", "what the provider's prompt cache took off"
+        ),
         dg.TableColumn("saved_by_batch_usd", "float", "what the Batch API discount saved"),
         dg.TableColumn("failure_rate", "float", "failed rows / rows materialized"),
         dg.TableColumn("rows", "int", "rows materialized"),
@@ -54,36 +58,53 @@ def spend_metadata(lines: Sequence[SpendLine], *, max_table_rows: int = 200) -> 
 
     Examples:
         >>> md = spend_metadata([SpendLine("2026-11-01", "a", "m", requests=3, spend_usd=0.5)])
-        >>> md["spend_usd"].value, md["requests"], md["spend"]
-        (0.5, 3, '$0.5000 paid, $0 saved by the ledger, $0 saved by batch pricing')
+        >>> md["spend_usd"].value, md["requests"], md["spend"]  # doctest: +NORMALIZE_WHITESPACE
+        (0.5, 3, "$0.5000 paid for 3 requests and 0 tokens; saved: $0 by the ledger,
+                  $0 by the provider's cache, $0 by batch pricing")
     """
     total = SpendLine.total(lines)
     shown = list(lines[:max_table_rows])
     return {
-        "spend": (
-            f"{money(total.spend_usd)} paid, {money(total.saved_by_cache_usd)} saved by the "
-            f"ledger, {money(total.saved_by_batch_usd)} saved by batch pricing"
-        ),
+        "spend": totals_line(total),
         "spend_usd": dg.MetadataValue.float(round(total.spend_usd, USD_DIGITS)),
         "tokens": total.tokens,
         "input_tokens": total.input_tokens,
         "output_tokens": total.output_tokens,
         "requests": total.requests,
-        "saved_by_cache_usd": dg.MetadataValue.float(round(total.saved_by_cache_usd, USD_DIGITS)),
+        "saved_by_ledger_usd": dg.MetadataValue.float(round(total.saved_by_ledger_usd, USD_DIGITS)),
+        "saved_by_provider_cache_usd": dg.MetadataValue.float(
+            round(total.saved_by_provider_cache_usd, USD_DIGITS)
+        ),
         "saved_by_batch_usd": dg.MetadataValue.float(round(total.saved_by_batch_usd, USD_DIGITS)),
         "failure_rate": dg.MetadataValue.float(round(total.failure_rate, 4)),
         "rows": total.rows,
         "failed": total.failed,
         "dagster/row_count": len(lines),
-        "spend_by_day_asset_model": dg.MetadataValue.table(
+        "spend_table": dg.MetadataValue.table(
             records=[dg.TableRecord(_record(line)) for line in shown], schema=TABLE_SCHEMA
         ),
         "chart": dg.MetadataValue.md(spend_chart(lines)),
     }
 
 
+def totals_line(total: SpendLine) -> str:
+    """The totals as a person reads them: paid, and what each kind of saving took off.
+
+    Examples:
+        >>> totals_line(SpendLine("all", "all", "all", requests=1200, spend_usd=1.5,
+        ...                       saved_by_provider_cache_usd=0.25))  # doctest: +ELLIPSIS
+        "$1.50 paid for 1,200 requests and 0 tokens; saved: $0 by the ledger, $0.2500 by ..."
+    """
+    return (
+        f"{money(total.spend_usd)} paid for {total.requests:,} requests and {total.tokens:,} "
+        f"tokens; saved: {money(total.saved_by_ledger_usd)} by the ledger, "
+        f"{money(total.saved_by_provider_cache_usd)} by the provider's cache, "
+        f"{money(total.saved_by_batch_usd)} by batch pricing"
+    )
+
+
 def spend_chart(lines: Sequence[SpendLine]) -> str:
-    """A Markdown bar chart of spend by day and by asset, and the totals.
+    """Markdown bar charts of spend by day, partition, model and asset, and the totals.
 
     Examples:
         >>> lines = [SpendLine("2026-11-02", "a", "m", spend_usd=0.2),
@@ -93,22 +114,35 @@ def spend_chart(lines: Sequence[SpendLine]) -> str:
     """
     total = SpendLine.total(lines)
     by_day = _grouped(lines, lambda line: line.day)
+    by_partition = _grouped(lines, lambda line: f"{line.asset} {line.partition}".strip())
+    by_model = _grouped(lines, lambda line: line.model)
     by_asset = _grouped(lines, lambda line: line.asset)
+    biggest = _largest_first
     parts = [
         "### Spend by day (USD)",
         "",
         *_bars("day", sorted(by_day.items(), reverse=True)[:31]),
         "",
+        "### Spend by partition (USD)",
+        "",
+        *_bars("asset partition", biggest(by_partition)[:31]),
+        "",
+        "### Spend by model (USD)",
+        "",
+        *_bars("model", biggest(by_model)),
+        "",
         "### Spend by asset (USD)",
         "",
-        *_bars("asset", sorted(by_asset.items(), key=lambda item: -item[1])),
+        *_bars("asset", biggest(by_asset)),
         "",
-        f"**Total:** {money(total.spend_usd)} paid for {total.requests:,} requests and "
-        f"{total.tokens:,} tokens; {money(total.saved_by_cache_usd)} saved by the ledger, "
-        f"{money(total.saved_by_batch_usd)} saved by batch pricing; "
+        f"**Total:** {totals_line(total)}; "
         f"{total.failed:,} of {total.rows:,} rows failed ({total.failure_rate:.1%}).",
     ]
     return "\n".join(parts)
+
+
+def _largest_first(spend: dict[str, float]) -> list[tuple[str, float]]:
+    return sorted(spend.items(), key=lambda item: (-item[1], item[0]))
 
 
 def _grouped(lines: Sequence[SpendLine], key: Callable[[SpendLine], str]) -> dict[str, float]:
@@ -138,11 +172,13 @@ def _record(line: SpendLine) -> dict[str, Any]:
     return {
         "day": line.day,
         "asset": line.asset,
+        "partition": line.partition,
         "model": line.model,
         "spend_usd": round(line.spend_usd, USD_DIGITS),
         "tokens": line.tokens,
         "requests": line.requests,
-        "saved_by_cache_usd": round(line.saved_by_cache_usd, USD_DIGITS),
+        "saved_by_ledger_usd": round(line.saved_by_ledger_usd, USD_DIGITS),
+        "saved_by_provider_cache_usd": round(line.saved_by_provider_cache_usd, USD_DIGITS),
         "saved_by_batch_usd": round(line.saved_by_batch_usd, USD_DIGITS),
         "failure_rate": round(line.failure_rate, 4),
         "rows": line.rows,

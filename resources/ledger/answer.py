@@ -82,6 +82,9 @@ class LedgerFigures:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    #: Of their input tokens, those the provider read from its prompt cache, and its discount.
+    cached_input_tokens: int = 0
+    provider_cache_saved_usd: float = 0.0
 
 
 @dataclass
@@ -232,6 +235,8 @@ class _Call:
             part.input_tokens += result.input_tokens
             part.output_tokens += result.output_tokens
             part.cost_usd += result.cost_usd
+            part.cached_input_tokens += result.cached_input_tokens
+            part.provider_cache_saved_usd += result.cache_saving_usd
             if result.ok and writer is not None:
                 writer.add(self._entry(result, by_key[result.key]))
 

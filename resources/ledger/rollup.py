@@ -1,4 +1,4 @@
-"""Spend roll-ups of the ledger: what was paid, by day, asset and model, in one query.
+"""Spend roll-ups of the ledger: what was paid, by day, asset, partition and model, in one query.
 
 Every entry in the ledger is one paid response, so its sums are the money actually spent:
 requests, tokens and US dollars. Entries recorded from an OpenAI batch carry the batch id in
@@ -28,7 +28,7 @@ _BATCH_MARKER = '"llm_assets_batch_id":'
 
 @dataclass(frozen=True)
 class SpendRow:
-    """What the ledger holds for one day, asset and model.
+    """What the ledger holds for one day, asset, model and partition.
 
     Attributes:
         day: UTC day the responses arrived, ``YYYY-MM-DD``.
@@ -40,6 +40,7 @@ class SpendRow:
         cost_usd: US dollars paid (batch answers at the batch price).
         batch_requests: How many of ``requests`` were answered by a batch.
         batch_cost_usd: What those batch answers cost.
+        partition: The partition the requests were paid for (``""`` when unpartitioned).
     """
 
     day: str
@@ -51,6 +52,7 @@ class SpendRow:
     cost_usd: float
     batch_requests: int
     batch_cost_usd: float
+    partition: str = ""
 
     @property
     def tokens(self) -> int:
@@ -61,7 +63,7 @@ class SpendRow:
 def spend_rollup(
     backend: LedgerBackend, *, since: datetime | None = None, run_id: str | None = None
 ) -> list[SpendRow]:
-    """The ledger's spend by UTC day, asset and model, sorted by those three.
+    """The ledger's spend by UTC day, asset, model and partition, sorted by those four.
 
     Args:
         backend: An open SQLite or PostgreSQL ledger backend (``ResponseLedger.get_backend()``).
@@ -69,7 +71,7 @@ def spend_rollup(
         run_id: Only responses paid by this Dagster run.
 
     Returns:
-        One row per day, asset and model that has entries.
+        One row per day, asset, model and partition that has entries.
 
     Raises:
         LedgerError: ``backend`` is neither of the two built-in backends.
@@ -94,8 +96,11 @@ def spend_rollup(
 
 _SUMS = (
     "asset_key, model, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), "
-    "SUM(CASE WHEN {found} THEN 1 ELSE 0 END), SUM(CASE WHEN {found} THEN cost_usd ELSE 0 END)"
+    "SUM(CASE WHEN {found} THEN 1 ELSE 0 END), SUM(CASE WHEN {found} THEN cost_usd ELSE 0 END), "
+    "COALESCE(partition_key, '')"
 )
+# Day, asset, model and partition: the first three columns and the last.
+_GROUPS = "GROUP BY 1, 2, 3, 10 ORDER BY 1, 2, 3, 10"
 
 
 def _sqlite(
@@ -104,10 +109,7 @@ def _sqlite(
     where, params = _filters("?", since, run_id, since_value=_sqlite_time)
     sums = _SUMS.format(found="instr(response, ?) > 0")
     # created_at is stored as ISO 8601 text in UTC, so its first ten characters are the day.
-    query = (
-        f"SELECT substr(created_at, 1, 10), {sums} FROM responses{where} "
-        "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-    )
+    query = f"SELECT substr(created_at, 1, 10), {sums} FROM responses{where} {_GROUPS}"
     with backend._db.connection() as conn:  # read-only use of the backend's pool
         rows = conn.execute(query, [_BATCH_MARKER, _BATCH_MARKER, *params]).fetchall()
     return [_row(row) for row in rows]
@@ -120,7 +122,7 @@ def _postgres(
     sums = _SUMS.format(found="strpos(response, %s) > 0")
     query = (
         f"SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), {sums} "
-        f"FROM {backend.table}{where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        f"FROM {backend.table}{where} {_GROUPS}"
     )
 
     def fetch(cur: Any) -> list[tuple[Any, ...]]:
@@ -149,7 +151,7 @@ def _filters(
 
 
 def _row(row: Sequence[Any]) -> SpendRow:
-    day, asset, model, requests, input_tokens, output_tokens, cost, batch, batch_cost = row
+    day, asset, model, requests, input_tokens, output_tokens, cost, batch, batch_cost, part = row
     return SpendRow(
         day=str(day),
         asset_key=str(asset),
@@ -160,4 +162,5 @@ def _row(row: Sequence[Any]) -> SpendRow:
         cost_usd=float(cost or 0.0),
         batch_requests=int(batch or 0),
         batch_cost_usd=float(batch_cost or 0.0),
+        partition=str(part or ""),
     )

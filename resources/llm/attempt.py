@@ -10,7 +10,6 @@ how long the row waits. An answer teaches the rate limiter from its headers and 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import openai
@@ -18,7 +17,7 @@ from httpx2 import Response as HTTPResponse  # the HTTP library under openai 3
 
 from llm_assets.resources.llm.breaker import CircuitBreaker, SystemicFailure, systemic_failure
 from llm_assets.resources.llm.failures import classify_status, parse_retry_after
-from llm_assets.resources.llm.pricing import ModelPrice
+from llm_assets.resources.llm.pricing import PriceBook
 from llm_assets.resources.llm.results import answered, retries_exhausted
 from llm_assets.resources.llm.retries import RetryPolicy
 from llm_assets.resources.llm.types import ChatRequest, ChatResult, EngineStats
@@ -44,7 +43,7 @@ class Attempts:
         client: An ``openai.AsyncOpenAI`` with ``max_retries=0``.
         base_url: The endpoint, for error messages.
         limiter: Rate limiter told about every answer and every 429.
-        prices: Price table for per-call cost.
+        prices: What each call costs.
         max_retries: Retries of a transient failure.
         max_rate_limit_retries: Retries of a 429.
         stats: The run's stats; 429s are counted here.
@@ -55,7 +54,7 @@ class Attempts:
     client: openai.AsyncOpenAI
     base_url: str
     limiter: RateLimiter
-    prices: Mapping[str, ModelPrice]
+    prices: PriceBook
     max_retries: int
     max_rate_limit_retries: int
     stats: EngineStats

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
-from llm_assets.resources.llm.pricing import DEFAULT_PRICES, ModelPrice
+from llm_assets.resources.llm.pricing import DEFAULT_PROVIDER, ModelPrice, PriceBook
 
 DEFAULT_CONTEXT_WINDOWS: dict[str, int] = {
     "sim-small": 16_384,
@@ -62,8 +62,15 @@ class LLMResourceConfig(dg.ConfigurableResource):
     )
     retry_backoff_max_s: float = Field(default=30.0, description="Longest retry delay.")
     prices: dict[str, ModelPrice] = Field(
-        default_factory=lambda: dict(DEFAULT_PRICES),
-        description="USD per 1M input/output tokens by model name (prefix match).",
+        default_factory=dict,
+        description="Price overrides: USD per 1M input, cached input and output tokens by "
+        "model name (prefix match), on top of the provider's list prices (genai-prices).",
+    )
+    price_provider: str = Field(
+        default=DEFAULT_PROVIDER,
+        description="The genai-prices provider whose list prices bill the calls (openai, "
+        "azure, groq, ...); a model it does not list costs 0 unless priced in prices, and is "
+        "named in the step's metadata as unpriced_models.",
     )
     context_windows: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_CONTEXT_WINDOWS),
@@ -133,6 +140,11 @@ class LLMResourceConfig(dg.ConfigurableResource):
         description="Share of the online price the Batch API charges (OpenAI: 0.5); batch "
         "answers are recorded in the ledger at this price.",
     )
+
+    @property
+    def price_book(self) -> PriceBook:
+        """What calls through this endpoint cost: ``prices`` over the provider's list prices."""
+        return PriceBook(self.prices, self.price_provider)
 
     def context_window(self, model: str) -> int | None:
         """The context window of ``model`` (longest prefix match), or ``None`` if unknown."""

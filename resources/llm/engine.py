@@ -31,14 +31,14 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 import openai
 
 from llm_assets.resources.errors import ProviderError
 from llm_assets.resources.llm.attempt import Attempts, Row
 from llm_assets.resources.llm.breaker import CircuitBreaker
-from llm_assets.resources.llm.pricing import ModelPrice
+from llm_assets.resources.llm.pricing import PriceBook
 from llm_assets.resources.llm.results import not_retried
 from llm_assets.resources.llm.retries import RetryPolicy
 from llm_assets.resources.llm.types import ChatRequest, ChatResult, EngineStats
@@ -58,7 +58,7 @@ class ChatEngine:
         max_retries: Retries of a transient failure (429s have their own, larger cap).
         backoff_s: First backoff under overload; doubles each retry.
         backoff_max_s: Backoff cap.
-        prices: Price table for per-call cost.
+        prices: What each call costs (the provider's list prices and overrides).
         limiter: Rate limiter consulted before every attempt.
         seed: Seed of the jitter RNG (``None`` for system entropy).
         breaker_threshold: Systemic failed attempts in a row that open the circuit breaker
@@ -82,7 +82,7 @@ class ChatEngine:
         max_retries: int = 6,
         backoff_s: float = 0.5,
         backoff_max_s: float = 30.0,
-        prices: Mapping[str, ModelPrice] | None = None,
+        prices: PriceBook | None = None,
         limiter: RateLimiter | None = None,
         seed: int | None = None,
         breaker_threshold: int = 8,
@@ -93,7 +93,7 @@ class ChatEngine:
         self._max_retries = max_retries
         self._backoff_s = backoff_s
         self._backoff_max_s = backoff_max_s
-        self._prices = dict(prices or {})
+        self._prices = prices or PriceBook()
         self._limiter = limiter or UnlimitedRateLimiter()
         self._rng = random.Random(seed)
         self._retries = RetryPolicy(backoff_s, backoff_max_s, self._rng)

@@ -186,7 +186,7 @@ class LLMResource(LLMResourceConfig):
                     max_retries=self.max_retries,
                     backoff_s=self.retry_backoff_s,
                     backoff_max_s=self.retry_backoff_max_s,
-                    prices=self.prices,
+                    prices=self.price_book,
                     limiter=session.settings.limiter,
                     breaker_threshold=self.circuit_breaker_threshold,
                 )

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from llm_assets.resources.llm.pricing import ModelPrice, cost_usd
+from llm_assets.resources.llm.pricing import PriceBook
 from llm_assets.resources.llm.types import ChatRequest, ChatResult
 
 
@@ -15,7 +15,7 @@ def answered(
     content: bytes,
     latency_s: float,
     attempts: int,
-    prices: Mapping[str, ModelPrice],
+    prices: PriceBook,
 ) -> ChatResult:
     """The result of a 200 answer: its body, the model and usage it reports, and their cost.
 
@@ -24,14 +24,15 @@ def answered(
     Examples:
         >>> request = ChatRequest("k", {"model": "m", "messages": []}, 3)
         >>> body = b'{"model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 2}}'
-        >>> result = answered(request, body, 0.2, 1, {})
+        >>> result = answered(request, body, 0.2, 1, PriceBook())
         >>> result.ok, result.input_tokens, result.output_tokens
         (True, 3, 2)
         >>> usage = {"prompt_tokens": 2048, "completion_tokens": 9,
         ...          "prompt_tokens_details": {"cached_tokens": 1024}}
-        >>> answered(request, json.dumps({"usage": usage}).encode(), 0.2, 1, {}).cached_input_tokens
+        >>> cached = answered(request, json.dumps({"usage": usage}).encode(), 0.2, 1, PriceBook())
+        >>> cached.cached_input_tokens
         1024
-        >>> answered(request, b"<html>", 0.2, 1, {}).error_class
+        >>> answered(request, b"<html>", 0.2, 1, PriceBook()).error_class
         'malformed_response'
     """
     try:
@@ -59,7 +60,8 @@ def answered(
         output_tokens=output_tokens,
         cached_input_tokens=cached,
         reasoning_tokens=reasoning,
-        cost_usd=cost_usd(model, input_tokens, output_tokens, prices, cached),
+        cost_usd=prices.cost(model, input_tokens, output_tokens, cached),
+        cache_saving_usd=prices.cache_saving(model, input_tokens, output_tokens, cached),
         latency_s=latency_s,
         attempts=attempts,
     )

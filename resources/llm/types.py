@@ -40,6 +40,7 @@ class ChatResult:
         cached_input_tokens: Prompt tokens the provider read from its prompt cache.
         reasoning_tokens: Completion tokens a reasoning model spent thinking.
         cost_usd: Cost from the price table, cached input at its cached price.
+        cache_saving_usd: What the provider's prompt cache took off ``cost_usd``.
         latency_s: Wall time of the successful attempt.
         attempts: How many HTTP attempts were made.
         error_class: A short machine-readable class for a failure
@@ -56,6 +57,7 @@ class ChatResult:
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
+    cache_saving_usd: float = 0.0
     latency_s: float = 0.0
     attempts: int = 0
     error_class: str | None = None
