@@ -9,6 +9,7 @@ hold the rest, each family with its own face.
 """
 
 from llm_assets.factory import LLMAssetConfig, llm_asset
+from llm_assets.forecast import Forecast, forecast_partitions
 from llm_assets.options import AssetOptions
 from llm_assets.planner import planned_asset, tool
 from llm_assets.provenance import PROVENANCE_COLUMNS
@@ -36,6 +37,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order
     "AuthenticationFailed",
     "BudgetExceededError",
     "EndpointUnreachable",
+    "Forecast",
     "LLMAssetConfig",
     "LLMAssetsError",
     "LLMResource",
@@ -49,6 +51,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order
     "ResponseLedger",
     "RowTrace",
     "UserError",
+    "forecast_partitions",
     "format_trace",
     "llm_asset",
     "llm_spend_asset",

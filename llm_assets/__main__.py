@@ -1,7 +1,9 @@
-"""Command line: ``python -m llm_assets {ui,trace}``.
+"""Command line: ``python -m llm_assets {ui,trace,estimate}``.
 
 ``ui`` serves a code location in the Dagster UI beside the simulator (``llm_assets.ui``).
-``trace`` finds its code and its Dagster instance the way the ``dagster`` CLI does:
+``estimate`` forecasts what materializing partitions of an ``llm_asset`` would send and cost,
+sending nothing (``llm_assets.forecast``). ``trace`` and ``estimate`` find their code and
+``trace`` its Dagster instance the way the ``dagster`` CLI does:
 
 - code: ``-w workspace.yaml`` (``--location NAME`` when it lists several), ``-f file.py``,
   ``-m module`` or ``--package-name``, with ``-a`` naming the ``Definitions`` attribute; with
@@ -91,6 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     trace.add_argument("--partition", default=None, help="partition key (a|b: multi-partitions)")
     trace.add_argument("--json", action="store_true", help="print JSON")
     _add_code_location_options(trace)
+    estimate = sub.add_parser(
+        "estimate",
+        help="forecast what materializing partitions would send and cost, sending nothing",
+        description="Renders the partitions' prompts, asks the ledger which it answers, and "
+        "prices the rest: rows, ledger hits, requests, tokens, dollars online and by batch, "
+        "time at the known rate limit.",
+    )
+    estimate.add_argument("asset", help="asset key of an llm_asset, e.g. review_insights")
+    chosen = estimate.add_mutually_exclusive_group()
+    chosen.add_argument("--partition", action="append", help="a partition key (repeatable)")
+    chosen.add_argument(
+        "--partition-range", metavar="FIRST...LAST", help="partitions FIRST to LAST, inclusive"
+    )
+    estimate.add_argument("--json", action="store_true", help="print JSON")
+    _add_code_location_options(estimate)
     # `demo --partition ...` as it used to be typed still gets the pointer, not a usage error.
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command != "demo":
@@ -98,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "trace":
             return _trace(args)
+        if args.command == "estimate":
+            return _estimate(args)
         if args.command == "demo":
             raise UserError(DEMO_MOVED)
         from llm_assets.ui import code_location, run_ui
@@ -295,6 +314,20 @@ def _trace(args: argparse.Namespace) -> int:
             "is DAGSTER_HOME the instance that materialized the asset?",
             file=sys.stderr,
         )
+    return 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    import json
+
+    from llm_assets.forecast import forecast_partitions, partition_range
+
+    defs = load_definitions(args)
+    partitions: list[str | None] | None = list(args.partition or []) or None
+    if args.partition_range:
+        partitions = list(partition_range(defs, args.asset, args.partition_range))
+    forecast = forecast_partitions(defs, args.asset, partitions)
+    print(json.dumps(forecast.to_dict(), indent=2) if args.json else forecast.describe())
     return 0
 
 

@@ -16,6 +16,7 @@ from llm_assets.describe import (
     task_description,
 )
 from llm_assets.endpoints import DEFAULT_KIND
+from llm_assets.forecast import remember_recipe
 from llm_assets.options import AssetOptions, ResolvedOptions
 from llm_assets.rendering import ROW_INDEX_COLUMN
 from llm_assets.resources.errors import UserError
@@ -262,6 +263,7 @@ def llm_asset(
             context, names, output, preview_report(report, output, asset_name, preview_columns)
         )
 
+    remember_recipe(_llm_asset, dg.AssetKey(asset_name), task, upstream_key, opts)
     register_llm_asset(
         dg.AssetKey(asset_name),
         task,

@@ -12,6 +12,7 @@ database object.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,6 +131,64 @@ def _postgres(
         return list(cur.fetchall())
 
     return [_row(row) for row in backend._db.run(fetch)]
+
+
+@dataclass(frozen=True)
+class PaidUsage:
+    """What one paid request of an asset asked and was billed, for forecasts.
+
+    Attributes:
+        messages: The request's chat messages.
+        input_tokens: Prompt tokens billed.
+        output_tokens: Completion tokens billed.
+    """
+
+    messages: list[dict[str, Any]]
+    input_tokens: int
+    output_tokens: int
+
+
+def recent_usage(backend: LedgerBackend, asset_key: str, *, limit: int = 500) -> list[PaidUsage]:
+    """The newest ``limit`` paid requests of ``asset_key``: their messages and billed tokens.
+
+    Batch answers count too: the provider bills their tokens alike.
+
+    Raises:
+        LedgerError: ``backend`` is neither of the two built-in backends.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> backend = SQLiteLedgerBackend(pathlib.Path(tempfile.mkdtemp()) / "ledger.sqlite")
+        >>> recent_usage(backend, "review_insights")
+        []
+        >>> backend.close()
+    """
+    columns = "request, input_tokens, output_tokens"
+    if isinstance(backend, SQLiteLedgerBackend):
+        query = (
+            f"SELECT {columns} FROM responses WHERE asset_key = ? ORDER BY created_at DESC LIMIT ?"
+        )
+        with backend._db.connection() as conn:  # read-only use of the backend's pool
+            rows = conn.execute(query, [asset_key, limit]).fetchall()
+    elif isinstance(backend, PostgresLedgerBackend):
+        query = (
+            f"SELECT {columns} FROM {backend.table} WHERE asset_key = %s "
+            "ORDER BY created_at DESC LIMIT %s"
+        )
+
+        def fetch(cur: Any) -> list[tuple[Any, ...]]:
+            cur.execute(query, [asset_key, limit])
+            return list(cur.fetchall())
+
+        rows = backend._db.run(fetch)
+    else:
+        raise LedgerError(
+            f"recent_usage reads the SQLite and PostgreSQL ledgers, not {type(backend).__name__}"
+        )
+    return [
+        PaidUsage(list(json.loads(request).get("messages") or []), int(i or 0), int(o or 0))
+        for request, i, o in rows
+    ]
 
 
 def _sqlite_time(value: datetime) -> str:

@@ -21,10 +21,14 @@ from llm_assets.resources.llm.types import ChatRequest, EngineStats
 from llm_assets.resources.ratelimit import (
     AdaptiveRateLimiter,
     RateLimiter,
+    RateLimitStore,
     limit_key,
     open_rate_limit_store,
 )
 from llm_assets.resources.settings import POSTGRES_URL_ENV_VAR, resolve_setting
+
+# The key a local endpoint that needs none is sent (and its rate limit is stored under).
+_LOCAL_KEY = "unused-local-endpoint"
 
 
 class LLMResource(LLMResourceConfig):
@@ -77,7 +81,38 @@ class LLMResource(LLMResourceConfig):
                     }
                 )
         """
-        store = open_rate_limit_store(
+        return AdaptiveRateLimiter(
+            self._rate_limit_store(),
+            limit_key(self.base_url, api_key),
+            window_s=self.rate_limit_window_s,
+            target=self.rate_limit_target,
+            model=self.rate_limit_model,
+            rpm_limit=self.rpm_limit,
+            tpm_limit=self.tpm_limit,
+        )
+
+    def known_rate_limits(self) -> tuple[float, float]:
+        """Requests and tokens per minute the endpoint allows, as set or as runs learned them.
+
+        ``rpm_limit`` / ``tpm_limit`` when set, else what the ``x-ratelimit`` headers told the
+        runs sharing ``rate_limit_store`` (the lower of the two when both); 0 while unknown.
+
+        Examples:
+            >>> LLMResource(api_key="sk-test", rpm_limit=500, tpm_limit=200_000).known_rate_limits()
+            (500.0, 200000.0)
+        """
+        api_key = resolve_setting(self.api_key, field="LLMResource.api_key") or _LOCAL_KEY
+        policy = self._rate_limit_store().read(limit_key(self.base_url, api_key))
+        per_minute = 60.0 / self.rate_limit_window_s
+
+        def lowest(stated: int | None, learned: int) -> float:
+            known = [value for value in (stated, learned) if value]
+            return min(known) * per_minute if known else 0.0
+
+        return lowest(self.rpm_limit, policy.rpm), lowest(self.tpm_limit, policy.tpm)
+
+    def _rate_limit_store(self) -> RateLimitStore:
+        return open_rate_limit_store(
             self.rate_limit_store,
             sqlite_path=resolve_setting(
                 self.rate_limit_sqlite_path, field="LLMResource.rate_limit_sqlite_path"
@@ -86,15 +121,6 @@ class LLMResource(LLMResourceConfig):
                 self.rate_limit_postgres_url, field="LLMResource.rate_limit_postgres_url"
             )
             or os.environ.get(POSTGRES_URL_ENV_VAR),
-        )
-        return AdaptiveRateLimiter(
-            store,
-            limit_key(self.base_url, api_key),
-            window_s=self.rate_limit_window_s,
-            target=self.rate_limit_target,
-            model=self.rate_limit_model,
-            rpm_limit=self.rpm_limit,
-            tpm_limit=self.tpm_limit,
         )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -117,7 +143,7 @@ class LLMResource(LLMResourceConfig):
                     "api_key=dg.EnvVar('OPENAI_API_KEY') and export OPENAI_API_KEY, or point "
                     "base_url at a local endpoint that needs no key"
                 )
-            api_key = "unused-local-endpoint"
+            api_key = _LOCAL_KEY
         return SessionSettings(
             base_url=self.base_url,
             api_key=api_key,
