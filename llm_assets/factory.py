@@ -16,8 +16,8 @@ from llm_assets.describe import (
     task_description,
 )
 from llm_assets.endpoints import DEFAULT_KIND
-from llm_assets.forecast import remember_recipe
 from llm_assets.options import AssetOptions, ResolvedOptions
+from llm_assets.recipes import remember_recipe
 from llm_assets.rendering import ROW_INDEX_COLUMN
 from llm_assets.resources.errors import UserError
 from llm_assets.results import FAILURE_RATE_CHECK, AssetNames, Event, Report, step_events

@@ -13,52 +13,25 @@ Batch API price; time at the rate limit the endpoint stated or a run learned (``
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
-from llm_assets.options import ResolvedOptions
+from llm_assets.recipes import check_partitions, find_recipe, upstream_frames
 from llm_assets.rendering import check_columns, plan_chunks
 from llm_assets.resources.errors import UserError
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.ledger.rollup import recent_usage
 from llm_assets.resources.llm import LLMResource
-from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.summary import money
 from llm_assets.task import LLMTask
 
-__all__ = ["Forecast", "forecast_partitions", "partition_range", "remember_recipe"]
-
-
-@dataclass(frozen=True)
-class _Recipe:
-    table: dg.AssetKey
-    task: LLMTask
-    upstream: dg.AssetKey
-    options: ResolvedOptions
-
+__all__ = ["Forecast", "forecast_partitions"]
 
 #: Paid requests of the asset read to learn its answers' length and its billed prompt size.
 HISTORY_REQUESTS = 500
-
-# By the op the factory built: Definitions copied by resolve_model_versions keep their op.
-_RECIPES: dict[int, tuple[weakref.ref[Any], _Recipe]] = {}
-
-
-def remember_recipe(
-    definition: dg.AssetsDefinition,
-    table: dg.AssetKey,
-    task: LLMTask,
-    upstream: dg.AssetKey,
-    options: ResolvedOptions,
-) -> None:
-    """Keeps what ``llm_asset`` built ``definition`` from, for forecasts of its partitions."""
-    node = definition.node_def
-    _RECIPES[id(node)] = (weakref.ref(node), _Recipe(table, task, upstream, options))
 
 
 @dataclass(frozen=True)
@@ -140,7 +113,11 @@ class Forecast:
 
 
 def forecast_partitions(
-    defs: dg.Definitions, asset: str, partitions: Sequence[str | None] | None = None
+    defs: dg.Definitions,
+    asset: str,
+    partitions: Sequence[str | None] | None = None,
+    *,
+    task: LLMTask | None = None,
 ) -> Forecast:
     """Forecasts materializing ``partitions`` of the ``llm_asset`` ``asset``, sending nothing.
 
@@ -151,6 +128,7 @@ def forecast_partitions(
         defs: The code location's definitions.
         asset: The asset key, e.g. ``review_insights``.
         partitions: Partition keys; ``None`` for an unpartitioned asset.
+        task: Forecast this task (an experiment's candidate) instead of the asset's own.
 
     Returns:
         The forecast.
@@ -168,8 +146,8 @@ def forecast_partitions(
             print(forecast_partitions(defs, "review_insights", ["2026-11-02"]).describe())
     """
     key = dg.AssetKey.from_user_string(asset)
-    assets_def, recipe = _recipe(defs, key, asset)
-    keys = _partitions(assets_def, asset, partitions)
+    assets_def, recipe = find_recipe(defs, key, asset)
+    keys = check_partitions(assets_def, asset, partitions)
     resources = defs.resources or {}
     llm = resources.get(recipe.options.llm_resource_key)
     if not isinstance(llm, LLMResource):
@@ -177,8 +155,9 @@ def forecast_partitions(
             f"asset '{asset}' needs an LLMResource as '{recipe.options.llm_resource_key}'"
         )
     ledger = resources.get(recipe.options.ledger_resource_key or "")
-    frames = _upstream(defs, assets_def, recipe, keys, asset)
-    task, model = recipe.task, recipe.task.model or llm.model
+    frames = upstream_frames(defs, recipe, keys, asset)
+    task = task or recipe.task
+    model = task.model or llm.model
     passthrough = recipe.options.passthrough_columns
     for frame in frames.values():
         check_columns(task, frame, asset, recipe.upstream.to_user_string(), passthrough)
@@ -219,88 +198,6 @@ def forecast_partitions(
         model=model,
         priced=prices.knows(model),
     )
-
-
-def partition_range(defs: dg.Definitions, asset: str, text: str) -> list[str]:
-    """The partition keys of ``asset`` from ``FIRST...LAST`` (as the dagster CLI writes it).
-
-    Raises:
-        UserError: The text is not ``FIRST...LAST`` or names a key the asset lacks.
-    """
-    first, sep, last = text.partition("...")
-    if not sep or not first or not last:
-        raise UserError(
-            f"--partition-range takes FIRST...LAST, e.g. 2026-11-01...2026-11-07, not {text!r}"
-        )
-    assets_def, _ = _recipe(defs, dg.AssetKey.from_user_string(asset), asset)
-    if assets_def.partitions_def is None:
-        raise UserError(f"asset '{asset}' is not partitioned; leave out --partition-range")
-    keys = list(assets_def.partitions_def.get_partition_keys())
-    for key in (first, last):
-        if key not in keys:
-            raise UserError(f"asset '{asset}' has no partition {key}")
-    start, end = keys.index(first), keys.index(last)
-    if start > end:
-        raise UserError(f"--partition-range {text}: {first} comes after {last}")
-    return keys[start : end + 1]
-
-
-def _recipe(
-    defs: dg.Definitions, key: dg.AssetKey, asset: str
-) -> tuple[dg.AssetsDefinition, _Recipe]:
-    try:
-        assets_def = defs.resolve_assets_def(key)
-    except Exception:
-        raise UserError(f"no asset '{asset}' in this code location") from None
-    entry = _RECIPES.get(id(assets_def.node_def))
-    if entry is None or entry[0]() is not assets_def.node_def or entry[1].table != key:
-        raise UserError(f"asset '{asset}' is not an llm_asset table: only those are forecast")
-    return assets_def, entry[1]
-
-
-def _partitions(
-    assets_def: dg.AssetsDefinition, asset: str, partitions: Sequence[str | None] | None
-) -> list[str | None]:
-    partitions_def = assets_def.partitions_def
-    if partitions_def is None:
-        if partitions and partitions != [None]:
-            raise UserError(f"asset '{asset}' is not partitioned; leave out the partitions")
-        return [None]
-    if not partitions:
-        raise UserError(f"asset '{asset}' is partitioned: name the partitions to forecast")
-    known = set(partitions_def.get_partition_keys())
-    unknown = [p for p in partitions if p not in known]
-    if unknown:
-        raise UserError(f"asset '{asset}' has no partition {', '.join(map(str, unknown))}")
-    return list(partitions)
-
-
-def _upstream(
-    defs: dg.Definitions,
-    assets_def: dg.AssetsDefinition,
-    recipe: _Recipe,
-    keys: Iterable[str | None],
-    asset: str,
-) -> dict[str | None, pd.DataFrame]:
-    upstream = recipe.upstream
-    manager_key = defs.resolve_assets_def(upstream).get_io_manager_key_for_asset_key(upstream)
-    manager = (defs.resources or {}).get(manager_key)
-    if not isinstance(manager, ParquetIOManager):
-        raise UserError(
-            f"the forecast reads '{upstream.to_user_string()}' through a ParquetIOManager, but "
-            f"its IO manager '{manager_key}' is {type(manager).__name__}"
-        )
-    frames: dict[str | None, pd.DataFrame] = {}
-    for key in keys:
-        frame = manager.find_table(upstream, key)
-        if frame is None:
-            raise UserError(
-                f"upstream '{upstream.to_user_string()}' of '{asset}' has no partition '{key}' "
-                f"at {manager.uri_for(upstream, key)}: materialize it first"
-            )
-        prepare = recipe.options.prepare
-        frames[key] = prepare(frame, key) if prepare is not None else frame
-    return frames
 
 
 def _answered(ledger: object, keys: list[str]) -> Mapping[str, object]:

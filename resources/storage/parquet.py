@@ -179,6 +179,23 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             )
         return df
 
+    def write_table(
+        self, asset_key: dg.AssetKey, partition_key: str | None, df: pd.DataFrame
+    ) -> str:
+        """Writes one table where ``find_table`` reads it, outside a run; returns its URI.
+
+        Examples:
+            >>> import tempfile
+            >>> io = ParquetIOManager(base_dir=tempfile.mkdtemp())
+            >>> key = dg.AssetKey(["experiments", "a"])
+            >>> uri = io.write_table(key, "e1", pd.DataFrame({"x": [1]}))
+            >>> io.find_table(key, "e1")["x"].tolist()
+            [1]
+        """
+        relative = table_file(asset_key, partition_key)
+        self._opened_store().write(relative, df)
+        return self.location.uri(relative)
+
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         """Writes one file per partition the step materialized."""
         if obj is None:
