@@ -19,7 +19,13 @@ from typing import Any
 
 import dagster as dg
 
-from llm_assets.recipes import check_partitions, find_recipe, upstream_frames
+from llm_assets.recipes import (
+    CodeLocation,
+    check_partitions,
+    find_recipe,
+    resources_of,
+    upstream_frames,
+)
 from llm_assets.rendering import check_columns, plan_chunks
 from llm_assets.resources.errors import UserError
 from llm_assets.resources.ledger import ResponseLedger
@@ -113,11 +119,12 @@ class Forecast:
 
 
 def forecast_partitions(
-    defs: dg.Definitions,
+    defs: CodeLocation,
     asset: str,
     partitions: Sequence[str | None] | None = None,
     *,
     task: LLMTask | None = None,
+    resources: Mapping[str, Any] | None = None,
 ) -> Forecast:
     """Forecasts materializing ``partitions`` of the ``llm_asset`` ``asset``, sending nothing.
 
@@ -129,6 +136,7 @@ def forecast_partitions(
         asset: The asset key, e.g. ``review_insights``.
         partitions: Partition keys; ``None`` for an unpartitioned asset.
         task: Forecast this task (an experiment's candidate) instead of the asset's own.
+        resources: Initialized resources by key, instead of those bound in ``defs`` (a run's).
 
     Returns:
         The forecast.
@@ -148,14 +156,14 @@ def forecast_partitions(
     key = dg.AssetKey.from_user_string(asset)
     assets_def, recipe = find_recipe(defs, key, asset)
     keys = check_partitions(assets_def, asset, partitions)
-    resources = defs.resources or {}
+    resources = resources if resources is not None else resources_of(defs)
     llm = resources.get(recipe.options.llm_resource_key)
     if not isinstance(llm, LLMResource):
         raise UserError(
             f"asset '{asset}' needs an LLMResource as '{recipe.options.llm_resource_key}'"
         )
     ledger = resources.get(recipe.options.ledger_resource_key or "")
-    frames = upstream_frames(defs, recipe, keys, asset)
+    frames = upstream_frames(defs, recipe, keys, asset, resources)
     task = task or recipe.task
     model = task.model or llm.model
     passthrough = recipe.options.passthrough_columns

@@ -9,7 +9,7 @@ partitions, read through the upstream's ``ParquetIOManager``.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +22,41 @@ from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.task import LLMTask
 
 __all__ = [
+    "CodeLocation",
     "Recipe",
+    "assets_def_of",
     "check_partitions",
     "find_recipe",
     "partition_range",
     "remember_recipe",
+    "resources_of",
     "upstream_frames",
 ]
+
+
+#: A code location as loaded: its ``Definitions``, or the repository a run's op sees.
+CodeLocation = dg.Definitions | dg.RepositoryDefinition
+
+
+def assets_def_of(location: CodeLocation, key: dg.AssetKey) -> dg.AssetsDefinition:
+    """The definition holding ``key``.
+
+    Raises:
+        KeyError: No asset has that key.
+    """
+    if isinstance(location, dg.Definitions):
+        try:
+            return location.resolve_assets_def(key)
+        except Exception:
+            raise KeyError(key) from None
+    return location.assets_defs_by_key[key]
+
+
+def resources_of(location: CodeLocation) -> dict[str, Any]:
+    """The location's resources by key (as bound, not yet initialized)."""
+    if isinstance(location, dg.Definitions):
+        return dict(location.resources or {})
+    return dict(location.get_top_level_resources())
 
 
 @dataclass(frozen=True)
@@ -57,7 +85,7 @@ def remember_recipe(
     _RECIPES[id(node)] = (weakref.ref(node), Recipe(table, task, upstream, options))
 
 
-def partition_range(defs: dg.Definitions, asset: str, text: str) -> list[str]:
+def partition_range(defs: CodeLocation, asset: str, text: str) -> list[str]:
     """The partition keys of ``asset`` from ``FIRST...LAST`` (as the dagster CLI writes it).
 
     Raises:
@@ -82,7 +110,7 @@ def partition_range(defs: dg.Definitions, asset: str, text: str) -> list[str]:
 
 
 def find_recipe(
-    defs: dg.Definitions, key: dg.AssetKey, asset: str
+    defs: CodeLocation, key: dg.AssetKey, asset: str
 ) -> tuple[dg.AssetsDefinition, Recipe]:
     """The definition of the ``llm_asset`` table ``key`` in ``defs``, and its recipe.
 
@@ -90,8 +118,8 @@ def find_recipe(
         UserError: No such asset, or it is not an ``llm_asset`` table.
     """
     try:
-        assets_def = defs.resolve_assets_def(key)
-    except Exception:
+        assets_def = assets_def_of(defs, key)
+    except KeyError:
         raise UserError(f"no asset '{asset}' in this code location") from None
     entry = _RECIPES.get(id(assets_def.node_def))
     if entry is None or entry[0]() is not assets_def.node_def or entry[1].table != key:
@@ -122,7 +150,11 @@ def check_partitions(
 
 
 def upstream_frames(
-    defs: dg.Definitions, recipe: Recipe, keys: Iterable[str | None], asset: str
+    defs: CodeLocation,
+    recipe: Recipe,
+    keys: Iterable[str | None],
+    asset: str,
+    resources: Mapping[str, Any] | None = None,
 ) -> dict[str | None, pd.DataFrame]:
     """The rows each partition's step would prompt: the upstream tables, ``prepare`` applied.
 
@@ -131,8 +163,8 @@ def upstream_frames(
             was never materialized.
     """
     upstream = recipe.upstream
-    manager_key = defs.resolve_assets_def(upstream).get_io_manager_key_for_asset_key(upstream)
-    manager = (defs.resources or {}).get(manager_key)
+    manager_key = assets_def_of(defs, upstream).get_io_manager_key_for_asset_key(upstream)
+    manager = (resources if resources is not None else resources_of(defs)).get(manager_key)
     if not isinstance(manager, ParquetIOManager):
         raise UserError(
             f"the forecast reads '{upstream.to_user_string()}' through a ParquetIOManager, but "

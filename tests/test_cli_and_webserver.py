@@ -7,7 +7,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import dagster as dg
 import pandas as pd
 import pytest
 from reviews_example.sample_reviews import generate_reviews
@@ -30,15 +32,21 @@ PARTITION = "2026-11-02"
 RUN_TIMEOUT_S = 360
 
 
-def _env(tmp_path: Path, simulator: SimulatorServer) -> dict[str, str]:
+def _env(
+    tmp_path: Path, simulator: SimulatorServer, postgres_url: str | None = None
+) -> dict[str, str]:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     # Without a daemon, runs must launch straight away rather than wait in a queue.
+    storage = "storage:\n  postgres:\n    postgres_url:\n      env: DAGSTER_PG_URL\n"
     (home / "dagster.yaml").write_text(
-        "run_coordinator:\n  module: dagster._core.run_coordinator\n"
+        (storage if postgres_url else "")
+        + "run_coordinator:\n  module: dagster._core.run_coordinator\n"
         "  class: DefaultRunCoordinator\ntelemetry:\n  enabled: false\n"
     )
     env = dict(os.environ)
+    if postgres_url:
+        env["DAGSTER_PG_URL"] = postgres_url
     env.update(
         DAGSTER_HOME=str(home),
         LLM_ASSETS_BASE_URL=simulator.base_url,
@@ -64,13 +72,14 @@ def test_definitions_validate_passes_on_workspace(
 
 
 @pytest.fixture
-def webserver(tmp_path: Path, simulator: SimulatorServer) -> Iterator[int]:
+def webserver(tmp_path: Path, simulator: SimulatorServer, postgres_url: str) -> Iterator[int]:
+    """The webserver on the example's workspace, its instance on a fresh Postgres database."""
     port = free_port()
     log = (tmp_path / "webserver.log").open("w")
     proc = subprocess.Popen(
         [WEBSERVER, "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
         cwd=REPO_ROOT,
-        env=_env(tmp_path, simulator),
+        env=_env(tmp_path, simulator, postgres_url),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -86,7 +95,11 @@ def webserver(tmp_path: Path, simulator: SimulatorServer) -> Iterator[int]:
 @pytest.mark.slow
 @pytest.mark.timeout(RUN_TIMEOUT_S + 180)  # the webserver's start included
 def test_materialize_through_webserver_graphql(
-    webserver: int, tmp_path: Path, simulator: SimulatorServer
+    webserver: int,
+    tmp_path: Path,
+    simulator: SimulatorServer,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     params = {
         "selector": {
@@ -112,3 +125,51 @@ def test_materialize_through_webserver_graphql(
     assert len(insights) == len(generate_reviews(PARTITION))
     assert (insights["llm_run_id"] == run_id).all()
     assert simulator.stats()["chat_completions"] == len(insights) + 1
+
+    # The experiment job from the launchpad: a candidate model on 20 rows of that day.
+    simulator.reset()
+    config = {
+        "asset": "review_insights",
+        "partitions": [PARTITION],
+        "sample": 20,
+        "seed": 5,
+        "candidate_b": {"model": "sim-large"},
+    }
+    experiment = {
+        "selector": {
+            "repositoryLocationName": "llm_assets",
+            "repositoryName": "__repository__",
+            "pipelineName": "llm_experiment",
+        },
+        "mode": "default",
+        "runConfigData": {"ops": {"run_llm_experiment": {"config": config}}},
+    }
+    launched = graphql(webserver, LAUNCH, {"executionParams": experiment})[
+        "launchPipelineExecution"
+    ]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    experiment_run = launched["run"]["runId"]
+    assert wait_for_run(webserver, experiment_run, timeout_s=RUN_TIMEOUT_S, poll_s=1) == "SUCCESS"
+    monkeypatch.setenv("DAGSTER_PG_URL", postgres_url)  # read by the instance's dagster.yaml
+    metadata = _output_metadata(tmp_path, experiment_run)
+    assert metadata["sample_rows"] == 20 and 0 <= metadata["B/agreement"] < 1
+    assert metadata["B/cost_ratio"] > 1  # sim-large is priced like gpt-4o
+    assert metadata["B/forecast_requests"] == len(insights) - 20
+    assert metadata["B/forecast_usd"] > 0 and "B agrees" in metadata["experiment"]
+    # The current answers came from the ledger: only the candidate's 20 were sent.
+    assert simulator.stats()["chat_completions"] == 20
+    stored = tmp_path / "data" / "experiments" / "review_insights" / f"{experiment_run}.parquet"
+    assert len(pd.read_parquet(stored)) == 20
+
+
+def _output_metadata(tmp_path: Path, run_id: str) -> dict[str, Any]:
+    """The experiment op's output metadata, read from the Postgres instance's event log."""
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        records = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.STEP_OUTPUT
+        ).records
+    (output,) = [
+        r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event
+    ]
+    assert output is not None and output.step_output_data is not None
+    return {k: v.value for k, v in output.step_output_data.metadata.items()}

@@ -22,7 +22,14 @@ import pandas as pd
 from llm_assets.experiments.candidate import candidate_task
 from llm_assets.experiments.compare import FieldAgreement, field_agreement, row_distance
 from llm_assets.forecast import Forecast, forecast_partitions
-from llm_assets.recipes import check_partitions, find_recipe, upstream_frames
+from llm_assets.recipes import (
+    CodeLocation,
+    assets_def_of,
+    check_partitions,
+    find_recipe,
+    resources_of,
+    upstream_frames,
+)
 from llm_assets.rendering import ROW_INDEX_COLUMN, check_columns
 from llm_assets.resources.errors import BudgetExceededError, UserError
 from llm_assets.resources.ledger import ResponseLedger
@@ -115,7 +122,7 @@ class Experiment:
 
 
 def run_experiment(
-    defs: dg.Definitions,
+    defs: CodeLocation,
     asset: str,
     partitions: Sequence[str | None] | None,
     candidates: Mapping[str, Mapping[str, Any]],
@@ -126,8 +133,7 @@ def run_experiment(
     forecast_for: Sequence[str | None] | None = None,
     max_cost_usd: float | None = None,
     run_id: str | None = None,
-    llm: LLMResource | None = None,
-    ledger: ResponseLedger | None = None,
+    resources: Mapping[str, Any] | None = None,
     log: logging.Logger | Any | None = None,
 ) -> Experiment:
     """Runs the asset's task and each candidate on a reproducible sample, and compares them.
@@ -144,8 +150,7 @@ def run_experiment(
             (default: ``partitions``).
         max_cost_usd: Budget of new spend for the whole experiment.
         run_id: Recorded as the paying run (a Dagster run's id inside the job).
-        llm: The endpoint (default: the asset's ``LLMResource`` in ``defs``).
-        ledger: The ledger (default: the asset's ``ResponseLedger`` in ``defs``).
+        resources: Initialized resources by key (a run's), instead of those bound in ``defs``.
         log: Where progress lines go.
 
     Returns:
@@ -171,15 +176,15 @@ def run_experiment(
     key = dg.AssetKey.from_user_string(asset)
     assets_def, recipe = find_recipe(defs, key, asset)
     keys = check_partitions(assets_def, asset, partitions)
-    resources = defs.resources or {}
-    llm = llm or resources.get(recipe.options.llm_resource_key)
+    resources = dict(resources) if resources is not None else resources_of(defs)
+    llm = resources.get(recipe.options.llm_resource_key)
     if not isinstance(llm, LLMResource):
         raise UserError(
             f"asset '{asset}' needs an LLMResource as '{recipe.options.llm_resource_key}'"
         )
-    ledger = ledger or resources.get(recipe.options.ledger_resource_key or "")
+    ledger = resources.get(recipe.options.ledger_resource_key or "")
     tasks = {label: candidate_task(recipe.task, o, label=label) for label, o in candidates.items()}
-    frames = _sample(upstream_frames(defs, recipe, keys, asset), sample, fraction, seed)
+    frames = _sample(upstream_frames(defs, recipe, keys, asset, resources), sample, fraction, seed)
     passthrough = recipe.options.passthrough_columns
     for label, task in (("current", recipe.task), *tasks.items()):
         for frame in frames.values():
@@ -217,7 +222,9 @@ def run_experiment(
         out = answer(task)
         table = _table(out, id_column)
         tables[label] = table
-        forecast = forecast_partitions(defs, asset, list(forecast_for or keys), task=task)
+        forecast = forecast_partitions(
+            defs, asset, list(forecast_for or keys), task=task, resources=resources
+        )
         side = _side(table, out)
         results.append(
             CandidateResult(
@@ -241,7 +248,7 @@ def run_experiment(
         table=joined,
     )
     experiment.changed_preview = _changed(current, tables, fields, results)
-    experiment.uri = _store(defs, recipe, asset, experiment_id, joined)
+    experiment.uri = _store(defs, resources, asset, experiment_id, joined)
     return experiment
 
 
@@ -366,12 +373,16 @@ def _changed(
 
 
 def _store(
-    defs: dg.Definitions, recipe: Any, asset: str, experiment_id: str, table: pd.DataFrame
+    defs: CodeLocation,
+    resources: Mapping[str, Any],
+    asset: str,
+    experiment_id: str,
+    table: pd.DataFrame,
 ) -> str | None:
     """Stores the side-by-side table with the asset's IO manager, if it is a ParquetIOManager."""
     key = dg.AssetKey.from_user_string(asset)
-    manager_key = defs.resolve_assets_def(key).get_io_manager_key_for_asset_key(key)
-    manager = (defs.resources or {}).get(manager_key)
+    manager_key = assets_def_of(defs, key).get_io_manager_key_for_asset_key(key)
+    manager = resources.get(manager_key)
     if not isinstance(manager, ParquetIOManager):
         return None
     return manager.write_table(dg.AssetKey([EXPERIMENTS_PREFIX, *key.path]), experiment_id, table)

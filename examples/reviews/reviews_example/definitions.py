@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import dagster as dg
+from llm_assets.experiments import experiment_job
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import LLMResource
 from llm_assets.resources.storage import ParquetIOManager
@@ -102,7 +103,13 @@ def build_definitions(env: str | None = None) -> dg.Definitions:
     return resolve_model_versions(
         dg.Definitions(
             assets=[*ASSETS, *INBOX_ASSETS, *RESEARCH_ASSETS, *SPEND_ASSETS],
-            jobs=[nightly_enrichment_job, review_research_job, llm_spend_refresh_job],
+            jobs=[
+                nightly_enrichment_job,
+                review_research_job,
+                llm_spend_refresh_job,
+                # Try a change to a task on a sample, from the launchpad.
+                experiment_job(),
+            ],
             schedules=[nightly_enrichment_schedule],
             sensors=[*INBOX_SENSORS, review_batches_sensor, *ALERT_SENSORS],
             resources=RESOURCES_BY_ENV[env](),
