@@ -18,6 +18,7 @@ BENCHMARKS = [
     "bench.bench_memory",
     "bench.bench_planner",
     "bench.bench_celery",
+    "bench.bench_experiment",
 ]
 
 
