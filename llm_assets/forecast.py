@@ -182,7 +182,9 @@ def forecast_partitions(
     prompts = {k: round(prompt_tokens[k] * history.input_ratio) for k in misses}
     input_tokens = sum(prompts.values())
     prices = llm.price_book
-    online = sum(prices.cost(model, tokens, round(per_request)) for tokens in prompts.values())
+    online = float(
+        sum(prices.cost(model, tokens, round(per_request)) for tokens in prompts.values())
+    )
     output_tokens = round(per_request * len(misses))
     rpm, tpm = llm.known_rate_limits()
     minutes = None

@@ -161,6 +161,28 @@ def test_materialize_through_webserver_graphql(
     stored = tmp_path / "data" / "experiments" / "review_insights" / f"{experiment_run}.parquet"
     assert len(pd.read_parquet(stored)) == 20
 
+    # The dry run of the day again: every request is in the ledger, nothing would be paid.
+    dry_run = {
+        "selector": {**experiment["selector"], "pipelineName": "llm_estimate"},
+        "mode": "default",
+        "runConfigData": {
+            "ops": {
+                "run_llm_estimate": {
+                    "config": {"asset": "review_insights", "partitions": [PARTITION]}
+                }
+            }
+        },
+    }
+    launched = graphql(webserver, LAUNCH, {"executionParams": dry_run})["launchPipelineExecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    estimate_run = launched["run"]["runId"]
+    assert wait_for_run(webserver, estimate_run, timeout_s=RUN_TIMEOUT_S, poll_s=1) == "SUCCESS"
+    estimate = _output_metadata(tmp_path, estimate_run)
+    assert estimate["rows"] == len(insights) and estimate["requests"] == 0
+    assert estimate["ledger_hits"] > 0 and estimate["online_usd"] == 0
+    assert "$0 online" in estimate["estimate"]
+    assert simulator.stats()["chat_completions"] == 20  # the dry run sent nothing
+
 
 def _output_metadata(tmp_path: Path, run_id: str) -> dict[str, Any]:
     """The experiment op's output metadata, read from the Postgres instance's event log."""

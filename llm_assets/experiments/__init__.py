@@ -11,19 +11,26 @@ ledger, so adopting a candidate pays only for the rows the sample did not hold.
 
 from llm_assets.experiments.candidate import SETTABLE, candidate_task, parse_sets
 from llm_assets.experiments.compare import FieldAgreement, field_agreement
-from llm_assets.experiments.job import ExperimentConfig, experiment_job
+from llm_assets.experiments.job import (
+    EstimateConfig,
+    ExperimentConfig,
+    estimate_job,
+    experiment_job,
+)
 from llm_assets.experiments.report import describe_experiment, experiment_metadata
 from llm_assets.experiments.run import CandidateResult, Experiment, Side, run_experiment
 
 __all__ = [
     "SETTABLE",
     "CandidateResult",
+    "EstimateConfig",
     "Experiment",
     "ExperimentConfig",
     "FieldAgreement",
     "Side",
     "candidate_task",
     "describe_experiment",
+    "estimate_job",
     "experiment_job",
     "experiment_metadata",
     "field_agreement",

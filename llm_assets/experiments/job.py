@@ -1,4 +1,4 @@
-"""``experiment_job``: an experiment launched from the Dagster UI's launchpad with run config."""
+"""Launchpad jobs: ``experiment_job`` tries a candidate, ``estimate_job`` forecasts a run."""
 
 # No "from __future__ import annotations": Dagster reads the op's config annotation at runtime.
 
@@ -10,9 +10,10 @@ from pydantic import Field
 
 from llm_assets.experiments.report import describe_experiment, experiment_metadata
 from llm_assets.experiments.run import run_experiment
+from llm_assets.forecast import forecast_partitions
 from llm_assets.resources.errors import UserError
 
-__all__ = ["ExperimentConfig", "experiment_job"]
+__all__ = ["EstimateConfig", "ExperimentConfig", "estimate_job", "experiment_job"]
 
 
 class ExperimentConfig(dg.Config):
@@ -127,3 +128,75 @@ def _values(overrides: dict[str, str]) -> dict[str, Any]:
         except ValueError:
             out[name] = text
     return out
+
+
+class EstimateConfig(dg.Config):
+    """Which partitions of which asset to forecast (the run config of ``estimate_job``)."""
+
+    asset: str = Field(description="The llm_asset to forecast, e.g. review_insights.")
+    partitions: list[str] = Field(
+        default_factory=list, description="Partitions to forecast (none: unpartitioned)."
+    )
+
+
+def estimate_job(
+    name: str = "llm_estimate",
+    *,
+    llm_resource_key: str = "llm",
+    ledger_resource_key: str = "ledger",
+    io_manager_key: str = "io_manager",
+) -> dg.JobDefinition:
+    """A dry run: what materializing partitions would send and cost, as run metadata.
+
+    Its op, ``run_<name>``, calls ``forecast_partitions`` with the run's resources and sends
+    nothing: rows, ledger hits, requests, tokens, dollars online and by batch, minutes at the
+    known rate limit, and ``estimate``, the forecast in a sentence.
+
+    Args:
+        name: The job's name.
+        llm_resource_key: The ``LLMResource`` the forecast assets use.
+        ledger_resource_key: Their ``ResponseLedger``.
+        io_manager_key: The ``ParquetIOManager`` holding their upstream tables.
+
+    Returns:
+        The job; add it to ``Definitions(jobs=[...])``.
+
+    Examples:
+        >>> estimate_job().name
+        'llm_estimate'
+    """
+    keys = {llm_resource_key, ledger_resource_key, io_manager_key}
+
+    @dg.op(
+        name=f"run_{name}",
+        description="Forecast what materializing partitions of an llm_asset would cost.",
+        required_resource_keys=keys,
+        out=dg.Out(dg.Nothing),
+    )
+    def _estimate(context: dg.OpExecutionContext, config: EstimateConfig) -> dg.Output[None]:
+        forecast = forecast_partitions(
+            context.repository_def,
+            config.asset,
+            list(config.partitions) or None,
+            resources={key: getattr(context.resources, key) for key in keys},
+        )
+        text = forecast.describe()
+        context.log.info(text)
+        values = forecast.to_dict()
+        metadata: dict[str, Any] = {"estimate": text.splitlines()[2]}
+        for field in ("rows", "ledger_hits", "requests", "input_tokens", "output_tokens"):
+            metadata[field] = values[field]
+        metadata["online_usd"] = dg.MetadataValue.float(round(forecast.online_usd, 6))
+        metadata["batch_usd"] = dg.MetadataValue.float(round(forecast.batch_usd, 6))
+        minutes = forecast.minutes_at_limit
+        metadata["minutes_at_limit"] = round(minutes, 2) if minutes is not None else "unknown"
+        metadata["forecast"] = dg.MetadataValue.md(
+            "\n".join(f"- {line}" for line in text.splitlines())
+        )
+        return dg.Output(None, metadata=metadata)
+
+    @dg.job(name=name, description="What the next materialization would cost, sending nothing.")
+    def _job() -> None:
+        _estimate()
+
+    return _job

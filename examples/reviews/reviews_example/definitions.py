@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 import dagster as dg
-from llm_assets.experiments import experiment_job
+from llm_assets.experiments import estimate_job, experiment_job
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import LLMResource
 from llm_assets.resources.storage import ParquetIOManager
@@ -107,8 +107,9 @@ def build_definitions(env: str | None = None) -> dg.Definitions:
                 nightly_enrichment_job,
                 review_research_job,
                 llm_spend_refresh_job,
-                # Try a change to a task on a sample, from the launchpad.
+                # From the launchpad: try a change on a sample; forecast a run, sending nothing.
                 experiment_job(),
+                estimate_job(),
             ],
             schedules=[nightly_enrichment_schedule],
             sensors=[*INBOX_SENSORS, review_batches_sensor, *ALERT_SENSORS],
