@@ -72,7 +72,7 @@ def test_materialize_partition_from_the_asset_page(page: Any, dagster_ui: Dagste
     page.get_by_placeholder("Filter…").fill("req/min")
     progress = page.get_by_text(re.compile(rf"^{ASSET}: {sent}/{sent} requests, \d+ req/min"))
     expect(progress.first).to_be_visible()
-    assert f"{int(metadata['tokens'].value)} tokens" in progress.first.inner_text()  # type: ignore[arg-type]
+    assert f"{int(metadata['tokens'].value):,} tokens" in progress.first.inner_text()  # type: ignore[arg-type]
 
     # The partition's page shows what the instance recorded for that materialization.
     page.goto(f"/assets/{ASSET}?view=partitions&partition={MATERIALIZED_PARTITION}")
