@@ -9,7 +9,6 @@ once the candidate is adopted, so adopting pays only for the rows the sample did
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 import uuid
 from collections.abc import Mapping, Sequence
@@ -20,11 +19,19 @@ import dagster as dg
 import pandas as pd
 
 from llm_assets.experiments.candidate import candidate_task
-from llm_assets.experiments.compare import FieldAgreement, field_agreement, row_distance
+from llm_assets.experiments.compare import FieldAgreement, field_agreement
+from llm_assets.experiments.tables import (
+    answered_rows,
+    changed_preview,
+    cost_interval,
+    draw_sample,
+    side_by_side,
+    step_table,
+    store_table,
+)
 from llm_assets.forecast import Forecast, forecast_partitions
 from llm_assets.recipes import (
     CodeLocation,
-    assets_def_of,
     check_partitions,
     find_recipe,
     resources_of,
@@ -34,14 +41,10 @@ from llm_assets.rendering import ROW_INDEX_COLUMN, check_columns
 from llm_assets.resources.errors import BudgetExceededError, UserError
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import LLMResource
-from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.runner import StepInfo, StepOutput, run_task
 from llm_assets.task import LLMTask
 
 __all__ = ["CandidateResult", "Experiment", "Side", "run_experiment"]
-
-#: Experiments' side-by-side tables are stored under this key prefix, one file per experiment.
-EXPERIMENTS_PREFIX = "experiments"
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,9 @@ def run_experiment(
         )
     ledger = resources.get(recipe.options.ledger_resource_key or "")
     tasks = {label: candidate_task(recipe.task, o, label=label) for label, o in candidates.items()}
-    frames = _sample(upstream_frames(defs, recipe, keys, asset, resources), sample, fraction, seed)
+    frames = draw_sample(
+        upstream_frames(defs, recipe, keys, asset, resources), sample, fraction, seed
+    )
     passthrough = recipe.options.passthrough_columns
     for label, task in (("current", recipe.task), *tasks.items()):
         for frame in frames.values():
@@ -215,12 +220,12 @@ def run_experiment(
 
     id_column = recipe.task.id_column or ROW_INDEX_COLUMN
     current_out = answer(recipe.task)
-    current = _table(current_out, id_column)
+    current = step_table(current_out, id_column)
     results: list[CandidateResult] = []
     tables = {"current": current}
     for label, task in tasks.items():
         out = answer(task)
-        table = _table(out, id_column)
+        table = step_table(out, id_column)
         tables[label] = table
         forecast = forecast_partitions(
             defs, asset, list(forecast_for or keys), task=task, resources=resources
@@ -231,13 +236,15 @@ def run_experiment(
                 label=label,
                 overrides=dict(candidates[label]),
                 side=side,
-                fields=field_agreement(_ok(current), _ok(table), recipe.task.output_schema),
+                fields=field_agreement(
+                    answered_rows(current), answered_rows(table), recipe.task.output_schema
+                ),
                 forecast=forecast,
-                forecast_usd=_interval(table, forecast.requests),
+                forecast_usd=cost_interval(table, forecast.requests),
             )
         )
     fields = [name for name in recipe.task.output_schema.model_fields]
-    joined = _side_by_side(tables, fields)
+    joined = side_by_side(tables, fields)
     experiment = Experiment(
         experiment_id=experiment_id,
         asset=asset,
@@ -247,8 +254,8 @@ def run_experiment(
         candidates=results,
         table=joined,
     )
-    experiment.changed_preview = _changed(current, tables, fields, results)
-    experiment.uri = _store(defs, resources, asset, experiment_id, joined)
+    experiment.changed_preview = changed_preview(current, tables, fields, results)
+    experiment.uri = store_table(defs, resources, asset, experiment_id, joined)
     return experiment
 
 
@@ -274,42 +281,6 @@ class _Budget:
         self.spent += usd
 
 
-def _sample(
-    frames: Mapping[str | None, pd.DataFrame], n: int | None, fraction: float | None, seed: int
-) -> dict[str | None, pd.DataFrame]:
-    """The same rows for the same seed, drawn over all partitions; each keeps its partition."""
-    sizes = {key: len(frame) for key, frame in frames.items()}
-    total = sum(sizes.values())
-    if fraction is not None:
-        if not 0 < fraction <= 1:
-            raise UserError(f"--fraction takes a share in (0, 1], not {fraction}")
-        n = max(1, round(total * fraction))
-    n = total if n is None else min(n, total)
-    if n <= 0:
-        raise UserError("the sample is empty: the partitions hold no rows (or --sample 0)")
-    positions = pd.Series(range(total)).sample(n=n, random_state=seed).sort_values().tolist()
-    chosen: dict[str | None, list[int]] = {key: [] for key in frames}
-    offsets, start = {}, 0
-    for key, size in sizes.items():
-        offsets[key], start = start, start + size
-    for position in positions:
-        for key in frames:
-            if offsets[key] <= position < offsets[key] + sizes[key]:
-                chosen[key].append(position - offsets[key])
-                break
-    return {key: frames[key].iloc[rows] for key, rows in chosen.items() if rows}
-
-
-def _table(output: StepOutput, id_column: str) -> pd.DataFrame:
-    frames = [frame for frame in output.tables.values() if len(frame)]
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return table.set_index(table[id_column].astype(str)) if len(table) else table
-
-
-def _ok(table: pd.DataFrame) -> pd.DataFrame:
-    return table[table["llm_status"] == "ok"] if len(table) else table
-
-
 def _side(table: pd.DataFrame, output: StepOutput) -> Side:
     summary = output.summary
     latencies = [v for v in table.get("llm_latency_s", pd.Series(dtype=float)).tolist() if v]
@@ -324,65 +295,3 @@ def _side(table: pd.DataFrame, output: StepOutput) -> Side:
         latency_s=statistics.fmean(latencies) if latencies else 0.0,
         task_version=output.task_version,
     )
-
-
-def _interval(table: pd.DataFrame, requests: int) -> tuple[float, float, float]:
-    costs = [float(v) for v in table.get("llm_cost_usd", pd.Series(dtype=float)).tolist()]
-    if not costs:
-        return (0.0, 0.0, 0.0)
-    mean = statistics.fmean(costs)
-    spread = 1.96 * statistics.stdev(costs) / math.sqrt(len(costs)) if len(costs) > 1 else 0.0
-    return (max(0.0, requests * (mean - spread)), requests * mean, requests * (mean + spread))
-
-
-def _side_by_side(tables: Mapping[str, pd.DataFrame], fields: list[str]) -> pd.DataFrame:
-    columns = [*fields, "llm_status", "llm_cost_usd", "llm_input_tokens", "llm_output_tokens"]
-    parts = []
-    for label, table in tables.items():
-        kept = [c for c in columns if c in table.columns]
-        parts.append(table[kept].add_prefix(f"{label}."))
-    joined = pd.concat(parts, axis=1)
-    joined.index.name = "row_id"
-    return joined.reset_index()
-
-
-def _changed(
-    current: pd.DataFrame,
-    tables: Mapping[str, pd.DataFrame],
-    fields: list[str],
-    results: Sequence[CandidateResult],
-    limit: int = 10,
-) -> str:
-    """A Markdown table of the rows that changed most, current beside each candidate."""
-    if not results or not len(current):
-        return ""
-    first = tables[results[0].label]
-    common = [f for f in fields if f in first.columns]
-    order = row_distance(_ok(current), _ok(first), common).head(limit)
-    labels = ["current", *(r.label for r in results)]
-    header = ["row", "fields changed", *(f"{label}: {f}" for f in common[:3] for label in labels)]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for row_id, changed in order.items():
-        cells = [str(row_id), str(changed)]
-        for name in common[:3]:
-            for label in labels:
-                value = tables[label].at[row_id, name] if row_id in tables[label].index else ""
-                cells.append(str(value).replace("|", "/")[:60])
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _store(
-    defs: CodeLocation,
-    resources: Mapping[str, Any],
-    asset: str,
-    experiment_id: str,
-    table: pd.DataFrame,
-) -> str | None:
-    """Stores the side-by-side table with the asset's IO manager, if it is a ParquetIOManager."""
-    key = dg.AssetKey.from_user_string(asset)
-    manager_key = assets_def_of(defs, key).get_io_manager_key_for_asset_key(key)
-    manager = resources.get(manager_key)
-    if not isinstance(manager, ParquetIOManager):
-        return None
-    return manager.write_table(dg.AssetKey([EXPERIMENTS_PREFIX, *key.path]), experiment_id, table)
