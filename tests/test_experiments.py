@@ -46,6 +46,13 @@ def notes() -> pd.DataFrame:
     )
 
 
+# A candidate's answer given as JSON Schema: one field kept, one new.
+VERDICT_SCHEMA = {
+    "type": "object",
+    "properties": {"mood": {"enum": ["calm", "angry"]}, "summary": {"type": "string"}},
+    "required": ["mood", "summary"],
+}
+
 TASK = LLMTask(
     name="verdicts",
     system_prompt="Judge the note.",
@@ -133,6 +140,9 @@ def test_a_bad_candidate_fails_before_any_request_with_a_sentence(
             "output_schema": "tests.test_experiments:Strict"
         },
         "cannot import output_schema": {"output_schema": "tests.nowhere:Model"},
+        "property 'detail'": {
+            "output_schema": {"type": "object", "properties": {"detail": {"type": "object"}}}
+        },
     }
     for sentence, overrides in mistakes.items():
         with pytest.raises(UserError) as caught:
@@ -155,12 +165,16 @@ def test_the_budget_caps_an_experiment_and_two_candidates_compare(
         defs,
         "verdicts",
         None,
-        {"B": {"model": "sim-large"}, "C": {"temperature": 0.7}},
+        {"B": {"model": "sim-large"}, "C": {"output_schema": json.dumps(VERDICT_SCHEMA)}},
         sample=20,
         seed=3,
     )
     assert [c.label for c in outcome.candidates] == ["B", "C"]
-    assert {"current.summary", "B.summary", "C.summary"} <= set(outcome.table.columns)
+    assert {"current.summary", "B.summary", "C.summary", "C.mood"} <= set(outcome.table.columns)
+    # C's schema from JSON Schema: its answers follow it, and the shared field is compared.
+    c = outcome.candidates[1]
+    assert [f.field for f in c.fields] == ["summary"] and c.side.failure_rate == 0
+    assert set(outcome.table["C.mood"]) <= {"calm", "angry"}
 
 
 def test_the_command_line_runs_an_experiment(

@@ -244,7 +244,10 @@ def run_experiment(
             )
         )
     fields = [name for name in recipe.task.output_schema.model_fields]
-    joined = side_by_side(tables, fields)
+    every = list(
+        dict.fromkeys([*fields, *(f for t in tasks.values() for f in t.output_schema.model_fields)])
+    )
+    joined = side_by_side(tables, every)
     experiment = Experiment(
         experiment_id=experiment_id,
         asset=asset,

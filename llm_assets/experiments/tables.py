@@ -119,7 +119,9 @@ def changed_preview(
         cells = [str(row_id), str(changed)]
         for name in common[:3]:
             for label in labels:
-                value = tables[label].at[row_id, name] if row_id in tables[label].index else ""
+                table = tables[label]
+                known = row_id in table.index and name in table.columns
+                value = table.at[row_id, name] if known else ""
                 cells.append(str(value).replace("|", "/")[:60])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
