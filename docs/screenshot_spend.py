@@ -3,7 +3,7 @@
 Materializes three days of the example pipeline against the simulator (two with
 ``sim-small``, one with ``sim-large``; one day twice, so the ledger answers it), then
 ``llm_spend``, serves the result with ``dagster-webserver`` and photographs the spend asset's
-latest materialization with Playwright driving Debian's Chromium (``apt-get install
+latest materialization at 1440 px with Playwright driving Debian's Chromium (``apt-get install
 chromium``; no browser download). Everything lives in a temporary directory.
 
 Usage, from the repository root::
@@ -138,13 +138,14 @@ def main() -> None:
             _wait_for(f"http://127.0.0.1:{ui_port}/server_info")
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=args.chromium)
-                page = browser.new_page(viewport={"width": 2000, "height": 1700})
+                page = browser.new_page(viewport={"width": 1440, "height": 1700})
                 page.goto(f"http://127.0.0.1:{ui_port}/assets/llm_spend?view=events")
                 page.get_by_text("spend_table").first.wait_for(timeout=120_000)
+                page.wait_for_timeout(3000)
                 skip = page.get_by_role("button", name="Skip")  # the first-visit welcome dialog
                 if skip.count():
                     skip.first.click()
-                page.wait_for_timeout(2000)
+                    page.wait_for_timeout(1500)
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=args.out, clip=_materialization_pane(page))
                 browser.close()

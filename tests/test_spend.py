@@ -130,6 +130,10 @@ def test_spend_totals_equal_the_ledger_and_the_partitions(
     assert {r["asset"] for r in records} == {"label"}
     assert sum(r["spend_usd"] for r in records) == pytest.approx(ledger_usd, abs=1e-6)
     assert sum(r["requests"] for r in records) == entries
+    savings = ("saved_by_ledger_usd", "saved_by_provider_cache_usd", "saved_by_batch_usd")
+    assert sum(r["saved_usd"] for r in records) == pytest.approx(
+        sum(spend[name] for name in savings), abs=1e-5
+    )
     columns = [c.name for c in table.schema.columns]
     assert columns[:5] == ["day", "asset", "partition", "model", "spend_usd"]
     # By partition: each partition's line holds what that partition paid, not the day's sum.
