@@ -26,8 +26,10 @@ from llm_assets.provenance import (
     QUARANTINE_DESCRIPTIONS,
 )
 from llm_assets.rendering import ROW_INDEX_COLUMN
+from llm_assets.resources.llm import PriceBook
 from llm_assets.results import Report, markdown_preview
 from llm_assets.runner import StepOutput
+from llm_assets.summary import money
 from llm_assets.task import LLMTask
 
 RESOURCE_MODEL = "(LLMResource.model)"
@@ -41,6 +43,8 @@ def task_description(
     intro: str | None = None,
     model: str | None = None,
     endpoint: str | None = None,
+    prices: PriceBook | None = None,
+    asset: str | None = None,
 ) -> str:
     """Markdown describing ``task`` for the asset's description.
 
@@ -50,6 +54,8 @@ def task_description(
         intro: The user's own description, shown first; a default sentence otherwise.
         model: The model sent; defaults to the task's, else "(LLMResource.model)".
         endpoint: The endpoint kind (``openai``, ``vllm``, ...), when known.
+        prices: What calls cost (the ``LLMResource``'s), for the cost of a row before launching.
+        asset: The asset's name, for the forecast command shown.
 
     Returns:
         The Markdown text.
@@ -84,7 +90,45 @@ def task_description(
         "",
         estimate_note(task),
     ]
+    sent = model or task.model
+    if sent is not None:
+        lines += ["", before_launch(task, sent, prices or PriceBook(), asset or task.name)]
     return "\n".join(lines)
+
+
+def before_launch(task: LLMTask, model: str, prices: PriceBook, asset: str) -> str:
+    """What a row will cost at ``model``'s price, and how to forecast a whole partition.
+
+    Examples:
+        >>> from pydantic import BaseModel
+        >>> class Label(BaseModel):
+        ...     label: str
+        >>> task = LLMTask(name="t", user_prompt="Text: {text}", output_schema=Label,
+        ...                expected_output_tokens=20)
+        >>> before_launch(task, "gpt-4o-mini", PriceBook(), "t")[:60]
+        '**Before you launch:** on `gpt-4o-mini` a row costs about $0'
+    """
+    messages = [
+        {"role": "system", "content": task.system_prompt},
+        {"role": "user", "content": task.user_prompt},
+    ]
+    prompt = task.estimate_prompt_tokens([m for m in messages if m["content"]])
+    output = task.output_tokens_for_estimates
+    if not prices.knows(model):
+        cost = f"`{model}` has no price (set `LLMResource.prices`)"
+    else:
+        per_row = prices.cost(model, prompt, output)
+        cost = (
+            f"on `{model}` a row costs about {money(per_row)} plus its own text "
+            f"({prompt:,} prompt tokens of templates and schema, counted locally as OpenAI bills "
+            f"a strict schema, and {output:,} output tokens), "
+            f"{money(per_row * 1000)} per 1,000 rows"
+        )
+    return (
+        f"**Before you launch:** {cost}. Rows the ledger already answers cost nothing: "
+        f"`python -m llm_assets estimate {asset} --partition <key>` (or the `llm_estimate` "
+        "job) forecasts a partition from its rows and the ledger, sending nothing."
+    )
 
 
 def estimate_note(task: LLMTask) -> str:

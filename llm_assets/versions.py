@@ -138,7 +138,13 @@ def resolve_model_versions(defs: dg.Definitions) -> dg.Definitions:
             changes["kinds"] = (set(spec.kinds) - {DEFAULT_KIND}) | {endpoint}
         sent_model = task.model or model
         changes["description"] = task_description(
-            task, upstream=entry.upstream, intro=entry.intro, model=sent_model, endpoint=endpoint
+            task,
+            upstream=entry.upstream,
+            intro=entry.intro,
+            model=sent_model,
+            endpoint=endpoint,
+            prices=getattr(resource, "price_book", None),
+            asset=spec.key.to_user_string(),
         )
         if task.model is None and model:
             version = task.version_for(model)

@@ -149,3 +149,18 @@ def test_the_command_line_forecasts_and_says_what_is_wrong(
         assert main(["estimate", *arguments, *where]) == 2
         assert sentence in capsys.readouterr().err
     assert simulator.stats()["chat_completions"] == 0
+
+
+def test_the_asset_description_says_what_a_row_costs_before_launching() -> None:
+    from reviews_example.definitions import defs
+    from reviews_example.pipeline import INSIGHT_TASK
+
+    from llm_assets.describe import before_launch
+
+    key = dg.AssetKey("review_insights")
+    description = defs.resolve_assets_def(key).specs_by_key[key].description or ""
+    llm = defs.resources["llm"]  # type: ignore[index]
+    expected = before_launch(INSIGHT_TASK, "sim-small", llm.price_book, "review_insights")
+    assert description.endswith(expected)
+    assert "a row costs about $" in expected and "per 1,000 rows" in expected
+    assert "python -m llm_assets estimate review_insights --partition <key>" in expected
