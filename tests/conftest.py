@@ -204,6 +204,37 @@ def make_resources(
     }
 
 
+def location_file(
+    simulator: SimulatorServer, tmp_path: Path, imports: str, assets: str, llm_extra: str = ""
+) -> Path:
+    """A code location file (``-f``) over ``make_resources``'s storage, for CLI tests.
+
+    Args:
+        simulator: The simulator its ``LLMResource`` talks to.
+        tmp_path: Where its ledger and data live (as ``make_resources`` puts them).
+        imports: Import lines of the assets.
+        assets: The ``assets=`` expression.
+        llm_extra: More ``LLMResource`` keyword arguments, e.g. ``"rpm_limit=600"``.
+    """
+    extra = f", {llm_extra}" if llm_extra else ""
+    path = tmp_path / "location.py"
+    path.write_text(
+        "import dagster as dg\n"
+        "from llm_assets import LLMResource, ParquetIOManager, ResponseLedger, llm_asset\n"
+        f"{imports}\n\n"
+        f"defs = dg.Definitions(\n"
+        f"    assets={assets},\n"
+        "    resources={\n"
+        f"        'llm': LLMResource(base_url={simulator.base_url!r}, api_key={TEST_API_KEY!r}, "
+        f"model='sim-small'{extra}),\n"
+        f"        'ledger': ResponseLedger(sqlite_path={str(tmp_path / 'ledger.sqlite')!r}),\n"
+        f"        'io_manager': ParquetIOManager(base_dir={str(tmp_path / 'data')!r}),\n"
+        "    },\n"
+        ")\n"
+    )
+    return path
+
+
 @pytest.fixture
 def resources(simulator: SimulatorServer, tmp_path: Path) -> dict[str, Any]:
     """Example-pipeline resources bound to the simulator and ``tmp_path``."""

@@ -8,7 +8,6 @@ pays only for the rows the sample did not hold.
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +21,7 @@ from llm_assets import BudgetExceededError, LLMTask, UserError, llm_asset
 from llm_assets.__main__ import main
 from llm_assets.experiments import experiment_metadata, run_experiment
 from llm_assets.simulator import SimulatorServer
-from tests.conftest import TEST_API_KEY, make_resources
+from tests.conftest import location_file, make_resources
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -180,25 +179,12 @@ def test_the_budget_caps_an_experiment_and_two_candidates_compare(
 def test_the_command_line_runs_an_experiment(
     simulator: SimulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = tmp_path / "location.py"
-    code.write_text(
-        textwrap.dedent(
-            f"""
-            import dagster as dg
-            from llm_assets import LLMResource, ParquetIOManager, ResponseLedger, llm_asset
-            from tests.test_experiments import TASK, notes
-
-            defs = dg.Definitions(
-                assets=[notes, llm_asset(TASK, upstream=notes)],
-                resources={{
-                    "llm": LLMResource(base_url={simulator.base_url!r}, api_key={TEST_API_KEY!r},
-                                       model="sim-small"),
-                    "ledger": ResponseLedger(sqlite_path={str(tmp_path / "ledger.sqlite")!r}),
-                    "io_manager": ParquetIOManager(base_dir={str(tmp_path / "data")!r}),
-                }},
-            )
-            """
-        )
+    code = location_file(
+        simulator,
+        tmp_path,
+        "from tests.test_experiments import TASK, notes",
+        "[notes, llm_asset(TASK, upstream=notes)]",
+        "",
     )
     assert dg.materialize([notes], resources=make_resources(simulator, tmp_path)).success
     (tmp_path / "prompt.txt").write_text("Judge this note carefully: {text}")

@@ -8,7 +8,6 @@ request while forecasting.
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +18,7 @@ from reviews_example.sample_reviews import generate_reviews
 from llm_assets import forecast_partitions
 from llm_assets.__main__ import main
 from llm_assets.simulator import SimulatorServer
-from tests.conftest import TEST_API_KEY, make_resources
+from tests.conftest import location_file, make_resources
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -86,25 +85,12 @@ def test_the_forecast_is_within_15_percent_of_what_the_runs_record(
 def test_the_command_line_forecasts_and_says_what_is_wrong(
     simulator: SimulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = tmp_path / "location.py"
-    code.write_text(
-        textwrap.dedent(
-            f"""
-            import dagster as dg
-            from reviews_example.pipeline import ASSETS
-            from llm_assets import LLMResource, ParquetIOManager, ResponseLedger
-
-            defs = dg.Definitions(
-                assets=ASSETS,
-                resources={{
-                    "llm": LLMResource(base_url={simulator.base_url!r}, api_key={TEST_API_KEY!r},
-                                       model="sim-small", rpm_limit=600, tpm_limit=200_000),
-                    "ledger": ResponseLedger(sqlite_path={str(tmp_path / "ledger.sqlite")!r}),
-                    "io_manager": ParquetIOManager(base_dir={str(tmp_path / "data")!r}),
-                }},
-            )
-            """
-        )
+    code = location_file(
+        simulator,
+        tmp_path,
+        "from reviews_example.pipeline import ASSETS",
+        "ASSETS",
+        "rpm_limit=600, tpm_limit=200_000",
     )
     resources = make_resources(simulator, tmp_path)
     for day in DAYS:
