@@ -23,14 +23,13 @@ from llm_assets.recipes import (
     CodeLocation,
     check_partitions,
     find_recipe,
+    recipe_resources,
     resources_of,
     upstream_frames,
 )
 from llm_assets.rendering import check_columns, plan_chunks
-from llm_assets.resources.errors import UserError
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.ledger.rollup import recent_usage
-from llm_assets.resources.llm import LLMResource
 from llm_assets.summary import money
 from llm_assets.task import LLMTask
 
@@ -157,12 +156,7 @@ def forecast_partitions(
     assets_def, recipe = find_recipe(defs, key, asset)
     keys = check_partitions(assets_def, asset, partitions)
     resources = resources if resources is not None else resources_of(defs)
-    llm = resources.get(recipe.options.llm_resource_key)
-    if not isinstance(llm, LLMResource):
-        raise UserError(
-            f"asset '{asset}' needs an LLMResource as '{recipe.options.llm_resource_key}'"
-        )
-    ledger = resources.get(recipe.options.ledger_resource_key or "")
+    llm, ledger = recipe_resources(recipe, resources, asset)
     frames = upstream_frames(defs, recipe, keys, asset, resources)
     task = task or recipe.task
     model = task.model or llm.model
@@ -210,10 +204,11 @@ def forecast_partitions(
     )
 
 
-def _answered(ledger: object, keys: list[str]) -> Mapping[str, object]:
-    if not isinstance(ledger, ResponseLedger) or not keys:
-        return {}
-    return ledger.get_backend().get_many(keys)
+def _answered(ledger: ResponseLedger | None, keys: list[str]) -> set[str]:
+    """The keys the ledger answers: a presence check, no response bodies read."""
+    if ledger is None or not keys:
+        return set()
+    return ledger.get_backend().contains_many(keys)
 
 
 @dataclass(frozen=True)
@@ -226,8 +221,8 @@ class _History:
     output_mean: float = 0.0
 
     @classmethod
-    def of(cls, ledger: object, task: LLMTask, asset: str) -> _History:
-        if not isinstance(ledger, ResponseLedger):
+    def of(cls, ledger: ResponseLedger | None, task: LLMTask, asset: str) -> _History:
+        if ledger is None:
             return cls()
         paid = recent_usage(ledger.get_backend(), asset, limit=HISTORY_REQUESTS)
         counted = sum(task.estimate_prompt_tokens(usage.messages) for usage in paid)

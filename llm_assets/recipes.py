@@ -18,6 +18,8 @@ import pandas as pd
 
 from llm_assets.options import ResolvedOptions
 from llm_assets.resources.errors import UserError
+from llm_assets.resources.ledger import ResponseLedger
+from llm_assets.resources.llm import LLMResource
 from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.task import LLMTask
 
@@ -28,6 +30,7 @@ __all__ = [
     "check_partitions",
     "find_recipe",
     "partition_range",
+    "recipe_resources",
     "remember_recipe",
     "resources_of",
     "upstream_frames",
@@ -147,6 +150,23 @@ def check_partitions(
     if unknown:
         raise UserError(f"asset '{asset}' has no partition {', '.join(map(str, unknown))}")
     return list(partitions)
+
+
+def recipe_resources(
+    recipe: Recipe, resources: Mapping[str, Any], asset: str
+) -> tuple[LLMResource, ResponseLedger | None]:
+    """The asset's ``LLMResource`` and ``ResponseLedger`` (``None`` without one) in ``resources``.
+
+    Raises:
+        UserError: No ``LLMResource`` under the asset's ``llm_resource_key``.
+    """
+    llm = resources.get(recipe.options.llm_resource_key)
+    if not isinstance(llm, LLMResource):
+        raise UserError(
+            f"asset '{asset}' needs an LLMResource as '{recipe.options.llm_resource_key}'"
+        )
+    ledger = resources.get(recipe.options.ledger_resource_key or "")
+    return llm, ledger if isinstance(ledger, ResponseLedger) else None
 
 
 def upstream_frames(

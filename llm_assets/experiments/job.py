@@ -2,16 +2,15 @@
 
 # No "from __future__ import annotations": Dagster reads the op's config annotation at runtime.
 
-import json
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from llm_assets.experiments.candidate import parse_sets
 from llm_assets.experiments.report import describe_experiment, experiment_metadata
 from llm_assets.experiments.run import run_experiment
 from llm_assets.forecast import forecast_partitions
-from llm_assets.resources.errors import UserError
 
 __all__ = ["EstimateConfig", "ExperimentConfig", "estimate_job", "experiment_job"]
 
@@ -104,7 +103,7 @@ def experiment_job(
             forecast_for=list(config.forecast_partitions) or None,
             max_cost_usd=config.max_cost_usd,
             run_id=context.run_id,
-            resources={key: getattr(context.resources, key) for key in keys},
+            resources=_run_resources(context, keys),
             log=context.log,
         )
         text = describe_experiment(outcome)
@@ -119,15 +118,13 @@ def experiment_job(
 
 
 def _values(overrides: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, text in overrides.items():
-        if not name:
-            raise UserError("a candidate override needs a field name")
-        try:
-            out[name] = json.loads(text)
-        except ValueError:
-            out[name] = text
-    return out
+    """Run-config overrides read as the command line's ``--set`` reads them."""
+    return parse_sets(f"{name}={text}" for name, text in overrides.items())
+
+
+def _run_resources(context: dg.OpExecutionContext, keys: set[str]) -> dict[str, Any]:
+    """The run's initialized resources the op requires, by key."""
+    return {key: getattr(context.resources, key) for key in keys}
 
 
 class EstimateConfig(dg.Config):
@@ -178,7 +175,7 @@ def estimate_job(
             context.repository_def,
             config.asset,
             list(config.partitions) or None,
-            resources={key: getattr(context.resources, key) for key in keys},
+            resources=_run_resources(context, keys),
         )
         text = forecast.describe()
         context.log.info(text)

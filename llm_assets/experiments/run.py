@@ -34,13 +34,12 @@ from llm_assets.recipes import (
     CodeLocation,
     check_partitions,
     find_recipe,
+    recipe_resources,
     resources_of,
     upstream_frames,
 )
 from llm_assets.rendering import ROW_INDEX_COLUMN, check_columns
 from llm_assets.resources.errors import BudgetExceededError, UserError
-from llm_assets.resources.ledger import ResponseLedger
-from llm_assets.resources.llm import LLMResource
 from llm_assets.runner import StepInfo, StepOutput, run_task
 from llm_assets.task import LLMTask
 
@@ -142,7 +141,7 @@ def run_experiment(
     """Runs the asset's task and each candidate on a reproducible sample, and compares them.
 
     Args:
-        defs: The code location's definitions (its resources, unless ``llm``/``ledger``).
+        defs: The code location's definitions (its resources, unless ``resources``).
         asset: An ``llm_asset`` table, e.g. ``review_insights``.
         partitions: Partitions the sample is drawn from (``None`` when unpartitioned).
         candidates: Candidate name to overrides (see ``candidate_task``); one or two.
@@ -180,12 +179,7 @@ def run_experiment(
     assets_def, recipe = find_recipe(defs, key, asset)
     keys = check_partitions(assets_def, asset, partitions)
     resources = dict(resources) if resources is not None else resources_of(defs)
-    llm = resources.get(recipe.options.llm_resource_key)
-    if not isinstance(llm, LLMResource):
-        raise UserError(
-            f"asset '{asset}' needs an LLMResource as '{recipe.options.llm_resource_key}'"
-        )
-    ledger = resources.get(recipe.options.ledger_resource_key or "")
+    llm, ledger = recipe_resources(recipe, resources, asset)
     tasks = {label: candidate_task(recipe.task, o, label=label) for label, o in candidates.items()}
     frames = draw_sample(
         upstream_frames(defs, recipe, keys, asset, resources), sample, fraction, seed
@@ -209,7 +203,7 @@ def run_experiment(
             task,
             frames,
             llm=llm,
-            ledger=ledger if isinstance(ledger, ResponseLedger) else None,
+            ledger=ledger,
             step=step,
             log=log,
             max_cost_usd=budget.left(),

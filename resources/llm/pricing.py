@@ -100,7 +100,8 @@ def find_price(
         >>> find_price("my-finetune") is None
         True
     """
-    return _own_price(model, prices) or _listed_price(model, provider)
+    listed = _listed(model, provider)
+    return _own_price(model, prices) or (listed.price if listed else None)
 
 
 def cost_usd(
@@ -131,8 +132,11 @@ def cost_usd(
     price = _own_price(model, prices)
     if price is not None:
         return price.cost(input_tokens, output_tokens, cached_input_tokens)
-    if _listed_price(model, provider) is None:
+    listed = _listed(model, provider)
+    if listed is None:
         return 0.0
+    if not listed.tiered:  # one rate per kind of token: no need to ask genai-prices each call
+        return listed.price.cost(input_tokens, output_tokens, cached_input_tokens)
     cached = min(max(cached_input_tokens, 0), input_tokens)
     usage = genai_prices.Usage(
         input_tokens=input_tokens, cache_read_tokens=cached, output_tokens=output_tokens
@@ -207,20 +211,28 @@ def _own_price(model: str, prices: Mapping[str, ModelPrice] | None) -> ModelPric
     return None
 
 
+@dataclass(frozen=True)
+class _ListedPrice:
+    price: ModelPrice
+    #: Priced by prompt length (``cost_usd`` then bills the tier with genai-prices).
+    tiered: bool
+
+
 @functools.lru_cache(maxsize=512)
-def _listed_price(model: str, provider: str) -> ModelPrice | None:
+def _listed(model: str, provider: str) -> _ListedPrice | None:
     """genai-prices' current price of ``model`` at ``provider`` (``None`` when it has none)."""
     try:
         _, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
     except LookupError:
         return None
     listed = info.get_prices(datetime.now(UTC))
-    cached = _rate(listed.cache_read_mtok)
-    return ModelPrice(
+    rates = (listed.input_mtok, listed.output_mtok, listed.cache_read_mtok)
+    price = ModelPrice(
         input_per_million=_rate(listed.input_mtok) or 0.0,
         output_per_million=_rate(listed.output_mtok) or 0.0,
-        cached_input_per_million=cached,
+        cached_input_per_million=_rate(listed.cache_read_mtok),
     )
+    return _ListedPrice(price, any(isinstance(rate, TieredPrices) for rate in rates))
 
 
 def _rate(value: Decimal | TieredPrices | None) -> float | None:
@@ -228,7 +240,3 @@ def _rate(value: Decimal | TieredPrices | None) -> float | None:
     if value is None:
         return None
     return float(value.base if isinstance(value, TieredPrices) else value)
-
-
-#: The genai-prices release whose snapshot supplies list prices.
-PRICES_VERSION = genai_prices.__version__
