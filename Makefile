@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+UV = $(BIN)/uv --no-progress pip install --quiet --python $(BIN)/python
 PARTITION ?= 2026-11-01
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # Broker and result backend of the Celery workers and of LLM_ASSETS_EXECUTOR=celery runs.
@@ -17,20 +18,22 @@ LATEST := .venv-latest
 
 .PHONY: install demo ui test test-latest lock bench lint docs clean services workers
 
+# uv installs the locked environment (resolving, downloading and unpacking in parallel: about
+# 17 s where pip took 50-100 s) and compiles the bytecode once, so no process compiles it again.
 $(BIN)/.installed: pyproject.toml examples/reviews/pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --no-deps -e examples/reviews
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) uv
+	$(UV) --compile-bytecode -c $(LOCK) -e '.[dev]'
+	$(UV) --compile-bytecode --no-deps -e examples/reviews
 	touch $@
 
 # The newest releases pyproject.toml allows, in a venv of their own.
 $(LATEST)/bin/.installed: pyproject.toml
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
-	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
-	$(LATEST)/bin/python -m pip install --quiet -e '.[dev]'
-	$(LATEST)/bin/python -m pip install --quiet --no-deps -e examples/reviews
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(LATEST)/bin/uv pip install --quiet --python $(LATEST)/bin/python --compile-bytecode -e '.[dev]'
+	$(LATEST)/bin/uv pip install --quiet --python $(LATEST)/bin/python --compile-bytecode --no-deps -e examples/reviews
 	touch $@
 
 # The suite against the newest releases; first names what differs from the lock.
