@@ -27,6 +27,7 @@ from llm_assets.resources.errors import (
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import LLMResource
 from llm_assets.resources.storage import ParquetIOManager
+from llm_assets.review import ReviewDesk, ReviewPolicy, reviewed_asset
 from llm_assets.spend import llm_spend_asset
 from llm_assets.task import LLMTask
 from llm_assets.trace import RowTrace, format_trace, trace_row
@@ -49,6 +50,8 @@ __all__ = [  # noqa: RUF022 - plain sorted order
     "ProviderError",
     "QuotaExhausted",
     "ResponseLedger",
+    "ReviewDesk",
+    "ReviewPolicy",
     "RowTrace",
     "UserError",
     "forecast_partitions",
@@ -58,6 +61,7 @@ __all__ = [  # noqa: RUF022 - plain sorted order
     "planned_asset",
     "rematerialize_on_new_version",
     "resolve_model_versions",
+    "reviewed_asset",
     "tool",
     "trace_row",
 ]

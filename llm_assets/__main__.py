@@ -1,4 +1,4 @@
-"""Command line: ``python -m llm_assets {ui,trace,estimate}``.
+"""Command line: ``python -m llm_assets {ui,trace,estimate,experiment,review}``.
 
 ``ui`` serves a code location in the Dagster UI beside the simulator (``llm_assets.ui``).
 ``estimate`` forecasts what materializing partitions of an ``llm_asset`` would send and cost,
@@ -34,6 +34,7 @@ from llm_assets.commands import (
     run_experiment_command,
 )
 from llm_assets.resources.errors import UserError
+from llm_assets.review.commands import add_review_parser, run_review
 
 USAGE_ERROR = 2
 UI_DESCRIPTION = (
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_code_location_options(trace)
     add_estimate_parser(sub, _add_code_location_options)
     add_experiment_parser(sub, _add_code_location_options)
+    add_review_parser(sub, _add_code_location_options)
     # `demo --partition ...` as it used to be typed still gets the pointer, not a usage error.
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command != "demo":
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_estimate(args, load_definitions)
         if args.command == "experiment":
             return run_experiment_command(args, load_definitions)
+        if args.command == "review":
+            return run_review(args, load_definitions)
         if args.command == "demo":
             raise UserError(DEMO_MOVED)
         from llm_assets.ui import code_location, run_ui

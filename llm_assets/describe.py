@@ -203,8 +203,10 @@ def _fenced(text: str, language: str) -> str:
     return f"{fence}{language}\n{text}\n{fence}"
 
 
-def output_column_schema(task: LLMTask, passthrough: Sequence[str] = ()) -> dg.TableSchema:
-    """The table schema of an ``llm_asset``: id, answer fields, provenance columns."""
+def output_column_schema(
+    task: LLMTask, passthrough: Sequence[str] = (), *, review: object | None = None
+) -> dg.TableSchema:
+    """The table schema of an ``llm_asset``: id, answer fields, provenance (and review) columns."""
     columns = [dg.TableColumn(task.id_column or ROW_INDEX_COLUMN, "object", "input row id")]
     columns += [dg.TableColumn(name, "object", "copied from upstream") for name in passthrough]
     for name, info in task.output_schema.model_fields.items():
@@ -214,6 +216,15 @@ def output_column_schema(task: LLMTask, passthrough: Sequence[str] = ()) -> dg.T
         dg.TableColumn(name, dtype, PROVENANCE_DESCRIPTIONS[name])
         for name, dtype in PROVENANCE_COLUMNS.items()
     ]
+    if review is not None:
+        columns += [
+            dg.TableColumn(
+                "review_status",
+                "string",
+                "not_required, pending, approved, edited or rejected (the review gate)",
+            ),
+            dg.TableColumn("review_reason", "string", "why the review policy flagged the row"),
+        ]
     return dg.TableSchema(columns=columns)
 
 

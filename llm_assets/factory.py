@@ -21,6 +21,8 @@ from llm_assets.recipes import remember_recipe
 from llm_assets.rendering import ROW_INDEX_COLUMN
 from llm_assets.resources.errors import UserError
 from llm_assets.results import FAILURE_RATE_CHECK, AssetNames, Event, Report, step_events
+from llm_assets.review.gate import open_gate, remember_policy
+from llm_assets.review.policy import ReviewPolicy
 from llm_assets.runner import StepInfo, run_task
 from llm_assets.task import LLMTask
 from llm_assets.versions import register_llm_asset
@@ -75,6 +77,7 @@ def llm_asset(
     automation_condition: dg.AutomationCondition | None = None,
     mode: Mode = "online",
     batch_max_resubmits: int = 1,
+    review: ReviewPolicy | None = None,
     **options: Unpack[AssetOptions],
 ) -> dg.AssetsDefinition:
     """Builds the assets that answer ``task`` for every row of ``upstream``'s partition.
@@ -102,6 +105,9 @@ def llm_asset(
             ``mode`` overrides it per run.
         batch_max_resubmits: In batch mode, how many times a request whose batch line failed
             is submitted again before its row fails with ``batch_failed``.
+        review: A review gate: the rows the policy flags wait for a person's decision
+            (``review_status`` column; decisions kept in the ledger's database), and
+            ``llm_assets.reviewed_asset`` builds the asset of the rows that may flow on.
         automation_condition: When the automation daemon materializes the asset, e.g.
             ``llm_assets.rematerialize_on_new_version()`` to redo recent partitions after a
             prompt, schema or model change.
@@ -139,7 +145,7 @@ def llm_asset(
         "system_prompt": dg.MetadataValue.md(f"```\n{task.system_prompt}\n```"),
         "user_prompt": dg.MetadataValue.md(f"```\n{task.user_prompt}\n```"),
         "output_schema": dg.MetadataValue.json(task.json_schema),
-        "dagster/column_schema": output_column_schema(task, passthrough),
+        "dagster/column_schema": output_column_schema(task, passthrough, review=review),
     }
 
     quarantine_name = f"{asset_name}_quarantine"
@@ -219,6 +225,12 @@ def llm_asset(
         ledger_key = opts.ledger_resource_key
         ledger = getattr(context.resources, ledger_key) if ledger_key else None
         _warn_if_version_misses_model(context, asset_name, task, llm.model)
+        if review is not None and ledger is None:
+            raise UserError(
+                f"asset '{asset_name}' has a review gate, which keeps its decisions in the "
+                f"ledger's database: give it a ResponseLedger (resource '{ledger_key or 'ledger'}'"
+                ", ledger_resource_key)"
+            )
         with batch_mode(
             _check_mode(config.mode or mode),
             llm,
@@ -259,11 +271,23 @@ def llm_asset(
             max_failure_rate=max_failure_rate,
             io_manager_key=opts.io_manager_key,
         )
+        gate = None
+        if review is not None and ledger is not None and not output.waiting:
+            gate = open_gate(
+                review, task, ledger, output, frames,
+                asset_key=asset_name, run_id=context.run.run_id,
+            )  # fmt: skip
         yield from step_events(
-            context, names, output, preview_report(report, output, asset_name, preview_columns)
+            context,
+            names,
+            output,
+            preview_report(report, output, asset_name, preview_columns),
+            extra=gate,
         )
 
     remember_recipe(_llm_asset, dg.AssetKey(asset_name), task, upstream_key, opts)
+    if review is not None:
+        remember_policy(_llm_asset, review)
     register_llm_asset(
         dg.AssetKey(asset_name),
         task,

@@ -30,6 +30,7 @@ __all__ = [
     "check_partitions",
     "find_recipe",
     "partition_range",
+    "recipe_of",
     "recipe_resources",
     "remember_recipe",
     "resources_of",
@@ -86,6 +87,14 @@ def remember_recipe(
     """Keeps what ``llm_asset`` built ``definition`` from, for forecasts of its partitions."""
     node = definition.node_def
     _RECIPES[id(node)] = (weakref.ref(node), Recipe(table, task, upstream, options))
+
+
+def recipe_of(definition: dg.AssetsDefinition) -> Recipe | None:
+    """What ``llm_asset`` built ``definition`` from, or None for any other asset."""
+    entry = _RECIPES.get(id(definition.node_def))
+    if entry is None or entry[0]() is not definition.node_def:
+        return None
+    return entry[1]
 
 
 def partition_range(defs: CodeLocation, asset: str, text: str) -> list[str]:

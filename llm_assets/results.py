@@ -94,8 +94,12 @@ def step_events(
     names: AssetNames,
     output: StepOutput,
     report: Report | None,
+    extra: Mapping[str | None, Mapping[str, Any]] | None = None,
 ) -> Iterator[Event]:
-    """Yields the step's results: tables, quarantine, per-partition metadata and checks."""
+    """Yields the step's results: tables, quarantine, per-partition metadata and checks.
+
+    ``extra`` adds metadata to each partition of the table (the review gate's figures).
+    """
     if output.waiting:
         yield from _waiting_events(context, names, output)
         return
@@ -108,6 +112,8 @@ def step_events(
         )
         for key in keys
     }
+    for key, more in (extra or {}).items():
+        table_meta[key].update(more)
     quarantine_meta = {
         key: {
             "dagster/row_count": output.summaries[key].failed,

@@ -49,6 +49,10 @@ class RowTrace:
     #: duration, attempts) and the ledger key of the planner request that planned them.
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     plan_request_hash: str | None = None
+    #: Review gates: why the row was flagged, and every decision on its content (decision,
+    #: reviewer, decided_at, comment, and an edit's changes as ``diff`` lines), oldest first.
+    review_reason: str | None = None
+    review: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict."""
@@ -87,6 +91,17 @@ def format_trace(trace: RowTrace) -> str:
             )
             if "result" in call:
                 lines.append(f"    result: {json.dumps(call['result'], default=str)[:500]}")
+    if trace.review_reason is not None:
+        lines.append(f"review:           flagged: {trace.review_reason}")
+        for decision in trace.review:
+            note = f": {decision['comment']}" if decision.get("comment") else ""
+            lines.append(
+                f"  {decision['decision']} by {decision['reviewer']} at "
+                f"{decision['decided_at']}{note}"
+            )
+            lines += [f"    {line}" for line in decision.get("diff", [])]
+        if not trace.review:
+            lines.append("  pending: no decision yet")
     lines.append("upstream:")
     for up in trace.upstream:
         lines.append(

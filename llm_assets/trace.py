@@ -19,6 +19,9 @@ import pandas as pd
 from llm_assets.rendering import ROW_INDEX_COLUMN
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.storage import ParquetIOManager
+from llm_assets.review.gate import REVIEW_STATUS
+from llm_assets.review.history import decision_entry
+from llm_assets.review.reviewed import GATE_METADATA
 from llm_assets.row_trace import RowTrace, UpstreamTrace, format_trace
 
 __all__ = ["RowTrace", "UpstreamTrace", "format_trace", "trace_row"]
@@ -70,6 +73,9 @@ def _llm_asset(defs: dg.Definitions, asset: str) -> tuple[dg.AssetKey, dg.Assets
     llm_assets = sorted(
         k.to_user_string() for k, s in specs.items() if "task_version" in s.metadata
     )
+    gate = specs[key].metadata.get(GATE_METADATA) if key in specs else None
+    if gate is not None:  # a reviewed asset: its rows are the gate's, decisions applied
+        key = dg.AssetKey.from_user_string(str(gate))
     if key not in specs:
         raise KeyError(
             f"no asset '{asset}' in this code location; its LLM assets: {_listing(llm_assets)}"
@@ -220,6 +226,14 @@ def trace_row(
         tool_calls=json.loads(row.get(_TOOL_CALLS) or "[]"),
         plan_request_hash=row.get(_PLAN_HASH),
     )
+    if row.get(REVIEW_STATUS) not in (None, "not_required") and ledger is not None:
+        trace.review_reason = row.get("review_reason") or ""
+        store = ledger.review_store()
+        answer = {k: v for k, v in output_fields.items() if not k.startswith("review_")}
+        trace.review = [
+            decision_entry(d, answer)
+            for d in store.history(row["llm_request_hash"], row["llm_task_version"])
+        ]
     # The asset's own inputs: not the keys its siblings in the same definition read (the
     # quarantine reads the asset's own table).
     parents = assets_def.asset_deps.get(key, set()) - set(assets_def.keys)

@@ -13,6 +13,9 @@ dynamic partition of an asset that reads it, and one run of whatever you target 
 harvests them into the ledger and requests the run that assembles each partition (see
 ``llm_assets.sensors.batches``).
 
+``review_sensor`` launches a reviewed asset's partition once people decided its flagged rows
+(or the review policy's timeout passed; see ``llm_assets.sensors.review``).
+
 ``llm_failure_sensor`` reports a failed LLM asset run (asset, partition, error class, spend so
 far) to a callable, the log or a Slack webhook (see ``llm_assets.sensors.alerts``).
 """
@@ -21,6 +24,7 @@ from llm_assets.sensors.alerts import LLMFailureAlert, SlackWebhook, llm_failure
 from llm_assets.sensors.batches import batch_sensor
 from llm_assets.sensors.inbox import FILE_TAG, SHA256_TAG, InboxFeed
 from llm_assets.sensors.inbox_files import partition_key_for
+from llm_assets.sensors.review import review_sensor
 
 __all__ = [  # noqa: RUF022 - plain sorted order
     "FILE_TAG",
@@ -32,4 +36,5 @@ __all__ = [  # noqa: RUF022 - plain sorted order
     "llm_failure_sensor",
     "log_alert",
     "partition_key_for",
+    "review_sensor",
 ]

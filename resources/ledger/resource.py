@@ -22,6 +22,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from llm_assets.resources.batch import BatchStore, PostgresBatchStore, SQLiteBatchStore
+from llm_assets.resources.database import PostgresDatabase
 from llm_assets.resources.ledger.answer import Answers, LedgerAccess, Payer, Send, answer_requests
 from llm_assets.resources.ledger.claims import RequestClaims, claim_owner
 from llm_assets.resources.ledger.config import ResponseLedgerConfig
@@ -32,6 +33,8 @@ from llm_assets.resources.ledger.postgres import PostgresLedgerBackend
 from llm_assets.resources.ledger.sqlite import SQLiteLedgerBackend
 from llm_assets.resources.ledger.writer import LedgerWriter
 from llm_assets.resources.llm import ChatRequest
+from llm_assets.resources.review import ReviewStore
+from llm_assets.resources.sqlite import SQLiteDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +98,7 @@ class ResponseLedger(ResponseLedgerConfig):
 
     _backend: LedgerBackend | None = PrivateAttr(default=None)
     _batch_store: BatchStore | None = PrivateAttr(default=None)
+    _review_store: ReviewStore | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Open the backend (creating its table if needed) before the run uses it."""
@@ -106,9 +110,10 @@ class ResponseLedger(ResponseLedgerConfig):
         backend, self._backend = self._backend, None
         if backend is not None:
             backend.close()
-        store, self._batch_store = self._batch_store, None
-        if store is not None:
-            store.close()
+        for store in (self._batch_store, self._review_store):
+            if store is not None:
+                store.close()
+        self._batch_store = self._review_store = None
 
     def get_backend(self) -> LedgerBackend:
         """Return the backend, opening it on first use (also when ``enabled`` is False)."""
@@ -163,7 +168,10 @@ class ResponseLedger(ResponseLedgerConfig):
 
         Examples:
             >>> import tempfile
-            >>> from llm_assets.resources.llm import ChatRequest
+            >>> from llm_assets.resources.database import PostgresDatabase
+        from llm_assets.resources.llm import ChatRequest
+        from llm_assets.resources.review import ReviewStore
+        from llm_assets.resources.sqlite import SQLiteDatabase
             >>> tmp = tempfile.mkdtemp()
             >>> ledger = ResponseLedger(sqlite_path=f"{tmp}/ledger.sqlite")
             >>> request = ChatRequest("k1", {"model": "sim-small", "messages": []}, 5)
@@ -230,6 +238,35 @@ class ResponseLedger(ResponseLedgerConfig):
                         else PostgresBatchStore(self._postgres_url(), schema=self.postgres_schema)
                     )
         return self._batch_store
+
+    def review_store(self) -> ReviewStore:
+        """Return the store of review items and decisions in the ledger's database, opened once.
+
+        Tables ``review_items``, ``review_decisions`` and ``review_rounds`` beside the ledger's:
+        a decision is kept against the content it judged. Opens also when ``enabled`` is False.
+
+        Examples:
+            >>> import tempfile
+            >>> ledger = ResponseLedger(sqlite_path=f"{tempfile.mkdtemp()}/ledger.sqlite")
+            >>> ledger.review_store().latest_rounds(["review_insights"])
+            []
+        """
+        if self._review_store is None:
+            with _BUILD_LOCK:
+                if self._review_store is None:
+                    self._review_store = ReviewStore(
+                        SQLiteDatabase(self.sqlite_file(), name="review store")
+                        if self.backend == "sqlite"
+                        else PostgresDatabase(
+                            self._postgres_url(),
+                            schema=self.postgres_schema,
+                            name="review store",
+                            application_name="llm-assets-reviews",
+                            max_idle_connections=2,
+                            logger=logger,
+                        )
+                    )
+        return self._review_store
 
     def get_many(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """Return the recorded entries for ``keys``; misses are absent."""

@@ -1,0 +1,118 @@
+"""The review sensor: launches a reviewed asset's partition once its review is done.
+
+Each tick reads the latest review round of every partition of the watched gates from the
+review store (one query). A round whose flagged rows are all decided, or whose oldest
+undecided row has waited past the policy's ``timeout_s``, gets one run of the reviewed asset's
+partition (and of the ``then`` assets). The run key names the round, and the cursor keeps the
+rounds already requested, so a daemon restart or a tick that died after requesting launches
+nothing twice: Dagster creates one run per run key. No process waits while people decide.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import dagster as dg
+
+from llm_assets.resources.errors import UserError
+from llm_assets.resources.ledger import ResponseLedger
+from llm_assets.resources.review import ReviewRound
+from llm_assets.review.reviewed import ReviewedSpec, reviewed_spec
+
+#: The tag naming the review round a run settles, and why it was launched.
+ROUND_TAG = "llm_assets/review_round"
+TRIGGER_TAG = "llm_assets/review_trigger"
+_KEEP_ROUNDS = 5_000
+
+
+def review_sensor(
+    reviewed: Sequence[dg.AssetsDefinition],
+    *,
+    then: Sequence[dg.AssetsDefinition | dg.AssetKey] = (),
+    name: str = "review_sensor",
+    minimum_interval_seconds: int = 30,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+) -> dg.SensorDefinition:
+    """Builds the sensor that launches reviewed partitions when their review is done.
+
+    Args:
+        reviewed: Assets built by ``llm_assets.reviewed_asset``.
+        then: Downstream assets to materialize in the same run (e.g. a digest of the
+            reviewed rows).
+        name: The sensor's name.
+        minimum_interval_seconds: Seconds between ticks.
+        default_status: Running by default: rows are only held back while it is off.
+
+    Returns:
+        The sensor definition (it needs the gates' ledger resource).
+
+    Examples:
+        .. code-block:: python
+
+            from llm_assets.sensors import review_sensor
+
+            sensor = review_sensor([insights_reviewed], then=[daily_digest])
+    """
+    specs = [reviewed_spec(d) for d in reviewed]
+    if not specs:
+        raise UserError("review_sensor needs at least one asset built by reviewed_asset")
+    ledger_keys = {s.ledger_resource_key for s in specs}
+    if len(ledger_keys) != 1:
+        raise UserError(
+            f"the reviewed assets use several ledgers ({', '.join(sorted(ledger_keys))}): "
+            "build one review_sensor per ledger"
+        )
+    (ledger_key,) = ledger_keys
+    by_gate = {s.gate.to_user_string(): s for s in specs}
+    extra = [key for t in then for key in (t.keys if isinstance(t, dg.AssetsDefinition) else [t])]
+    selection = [k for s in specs for k in (s.table, s.quarantine)] + extra
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        asset_selection=selection,
+        required_resource_keys={ledger_key},
+        description="Launches a reviewed asset's partition when every flagged row of the "
+        "gate's latest materialization is decided, or the review policy's timeout passed.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        ledger: ResponseLedger = getattr(context.resources, ledger_key)
+        done: list[str] = json.loads(context.cursor) if context.cursor else []
+        seen = set(done)
+        requests = []
+        for found in ledger.review_store().latest_rounds(sorted(by_gate)):
+            spec = by_gate[found.asset_key]
+            trigger = _trigger(found, spec)
+            if found.key in seen or trigger is None:
+                continue
+            requests.append(_request(found, spec, extra, trigger))
+            done.append(found.key)
+            seen.add(found.key)
+            context.log.info(
+                f"review of {found.asset_key} {found.partition_key or ''} {trigger}: "
+                f"launching {spec.table.to_user_string()}"
+            )
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(done[-_KEEP_ROUNDS:]))
+
+    return _sensor
+
+
+def _trigger(found: ReviewRound, spec: ReviewedSpec) -> str | None:
+    if found.undecided == 0:
+        return "decided"
+    if spec.policy.timed_out(found.first_opened_at):
+        return "timed out"
+    return None
+
+
+def _request(
+    found: ReviewRound, spec: ReviewedSpec, extra: list[dg.AssetKey], trigger: str
+) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=f"review:{spec.table.to_user_string()}:{found.key}",
+        partition_key=found.partition_key,
+        asset_selection=[spec.table, spec.quarantine, *extra],
+        tags={ROUND_TAG: found.key, TRIGGER_TAG: trigger},
+    )
