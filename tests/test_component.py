@@ -30,6 +30,7 @@ from llm_assets.components import (
     import_model,
     model_from_json_schema,
 )
+from llm_assets.review.gate import policy_of
 from llm_assets.simulator import SimulatorServer
 from llm_assets.task import strict_json_schema
 from tests.conftest import make_resources
@@ -315,6 +316,28 @@ def test_upstream_with_a_prefix_and_static_partitions(tmp_path: Path) -> None:
     labels = _assets_def(defs, "labels")
     assert labels.partitions_def == dg.StaticPartitionsDefinition(["eu", "us"])
     assert labels.asset_deps[dg.AssetKey("labels")] == {dg.AssetKey(["support", "tickets"])}
+
+
+def test_a_review_block_adds_the_gate_its_reviewed_asset_and_sensor(tmp_path: Path) -> None:
+    review = (
+        "  review:\n    below: {confidence: 0.7}\n    labels: {label: [legal]}\n"
+        "    sample_rate: 0.05\n    timeout_s: 3600\n    on_timeout: reject\n"
+    )
+    defs = _load_project(
+        tmp_path,
+        "review_project",
+        {
+            "tickets.py": TICKETS_PY,
+            "labels/defs.yaml": _component_yaml("labels", "support/tickets") + review,
+        },
+    )
+    gate = _assets_def(defs, "labels")
+    policy = policy_of(gate)
+    assert policy is not None and policy.below == {"confidence": 0.7}
+    assert (policy.timeout_s, policy.on_timeout) == (3600, "reject")
+    reviewed = _assets_def(defs, "labels_reviewed")
+    assert reviewed.asset_deps[dg.AssetKey("labels_reviewed")] == {dg.AssetKey("labels")}
+    assert [s.name for s in defs.sensors or []] == ["labels_review_sensor"]
 
 
 @pytest.mark.parametrize(

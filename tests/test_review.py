@@ -8,10 +8,20 @@ import dagster as dg
 import pandas as pd
 import pytest
 from pydantic import BaseModel, Field
+from starlette.testclient import TestClient
 
-from llm_assets import LLMTask, ReviewDesk, ReviewPolicy, llm_asset, reviewed_asset
+from llm_assets import (
+    LLMTask,
+    ReviewDesk,
+    ReviewPolicy,
+    format_trace,
+    llm_asset,
+    reviewed_asset,
+    trace_row,
+)
 from llm_assets.resources.review import ReviewRefused
 from llm_assets.resources.storage import ParquetIOManager
+from llm_assets.review.page import review_app
 from llm_assets.sensors import review_sensor
 from llm_assets.simulator import SimulatorServer
 
@@ -329,3 +339,71 @@ def test_a_gate_without_a_ledger_says_so(
     assert "has a review gate, which keeps its decisions in the ledger's database" in (
         failure.step_failure_data.error.to_string()  # type: ignore[union-attr]
     )
+
+
+def test_the_review_page_needs_the_token_checks_csrf_and_refuses_with_a_sentence(
+    simulator: SimulatorServer, resources: dict[str, Any], sqlite_instance: dg.DagsterInstance
+) -> None:
+    assets, _, _ = build()
+    assert materialize(assets, GATE, resources, sqlite_instance).success
+    desk = ReviewDesk.of(dg.Definitions(assets=assets, resources=resources))
+    items = {int(i.row_id): i for i in desk.items("triage", "d1")}
+    url = "/review/triage/d1"
+
+    read_only = TestClient(review_app(desk, token=None))
+    page = read_only.get(url)
+    assert page.status_code == 200 and "read-only" in page.text and "Approve" not in page.text
+    assert "message 1 about the d1 order" in page.text  # the input and the rendered prompt
+    form = {"item_id": items[1].item_id, "revision": "0", "action": "approve", "csrf": "x"}
+    refused = read_only.post(f"{url}/decide", data=form)
+    assert refused.status_code == 403 and "this page is read-only" in refused.text
+
+    client = TestClient(review_app(desk, token="s3cret-token"))
+    assert "sign in with the review token" in client.post(f"{url}/decide", data=form).text
+    bad = client.post("/login", data={"reviewer": "ana", "token": "wrong", "next": url})
+    assert bad.status_code == 403 and "did not match" in bad.text
+    assert (
+        client.post("/login", data={"reviewer": "ana", "token": "s3cret-token"}).status_code == 200
+    )
+    page = client.get(url)
+    assert "signed in as <b>ana</b>" in page.text and "s3cret-token" not in page.text
+    csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    forged = client.post(f"{url}/decide", data={**form, "csrf": "forged"})
+    assert forged.status_code == 403 and "CSRF" in forged.text
+    assert desk.history(items[1]) == []
+
+    ok = client.post(f"{url}/decide", data={**form, "csrf": csrf})
+    assert ok.status_code == 200 and "Recorded: approve" in ok.text
+    replayed = client.post(f"{url}/decide", data={**form, "csrf": csrf})
+    assert replayed.status_code == 409 and "was approved by ana" in replayed.text
+    edit = {
+        "item_id": items[4].item_id, "revision": "0", "action": "edit", "csrf": csrf,
+        "field:label": "maybe", "field:note": "x",
+    }  # fmt: skip
+    schema_error = client.post(f"{url}/decide", data=edit)
+    assert schema_error.status_code == 409 and "does not match Triage" in schema_error.text
+    unknown = client.post(f"{url}/decide", data={**form, "item_id": "r-nope", "csrf": csrf})
+    assert "no row to review has id" in unknown.text
+    assert desk.counts("triage", "d1") == {"approved": 1, "pending": 2}
+    assert client.post(f"{url}/decide", data={**edit, "field:label": "ham"}).status_code == 200
+    assert desk.item(items[4].item_id).value == {"label": "ham", "note": "x"}
+    assert "triage" in client.get("/").text
+
+
+def test_trace_shows_the_decision_and_the_edit_as_a_diff(
+    simulator: SimulatorServer, resources: dict[str, Any], sqlite_instance: dg.DagsterInstance
+) -> None:
+    assets, _, _ = build()
+    assert materialize(assets, GATE, resources, sqlite_instance).success
+    defs = dg.Definitions(assets=assets, resources=resources)
+    desk = ReviewDesk.of(defs)
+    item = next(i for i in desk.items("triage", "d1") if i.row_id == "4")
+    before = item.row["output"]["note"]
+    desk.edit(item.item_id, reviewer="ana", value={"label": "ham", "note": "fixed"})
+    for asset in ("triage", "triage_reviewed"):
+        trace = trace_row(defs, sqlite_instance, asset, "4", partition="d1")
+        assert trace.review_reason == "watch list"
+        (decision,) = trace.review
+        assert decision["reviewer"] == "ana" and decision["decision"] == "edited"
+        assert f'- note: "{before}"' in decision["diff"] and '+ note: "fixed"' in decision["diff"]
+    assert "edited by ana at" in format_trace(trace)

@@ -22,6 +22,8 @@ from llm_assets.components.upstream import UpstreamCycleError, find_upstream
 from llm_assets.factory import llm_asset
 from llm_assets.options import ResolvedOptions
 from llm_assets.resources.errors import UserError
+from llm_assets.review import ReviewPolicy, reviewed_asset
+from llm_assets.sensors.review import review_sensor
 from llm_assets.task import LLMTask
 
 
@@ -51,6 +53,33 @@ warnings.filterwarnings(
 
 
 @dg.scaffold_with(LLMAssetScaffolder)
+class ReviewSettings(dg.Model, dg.Resolvable):
+    """The ``review:`` block: a review gate on the asset (``llm_assets.ReviewPolicy``)."""
+
+    below: dict[str, float] = Field(
+        default_factory=dict, description="Answer field -> flag rows whose value is under it."
+    )
+    labels: dict[str, list[str]] = Field(
+        default_factory=dict, description="Answer field -> flag rows with one of these values."
+    )
+    failed: bool = Field(default=False, description="Also flag failed rows.")
+    sample_rate: float = Field(default=0.0, ge=0, le=1, description="Audit sample share.")
+    seed: int = Field(default=0, description="Seed of the audit sample.")
+    timeout_s: float | None = Field(
+        default=None, gt=0, description="Seconds a flagged row waits before on_timeout."
+    )
+    on_timeout: Literal["approve", "reject", "fail"] = Field(
+        default="fail", description="What happens to rows undecided at the timeout."
+    )
+    reviewed_name: str | None = Field(
+        default=None, description="Name of the reviewed asset (default <name>_reviewed)."
+    )
+
+    def policy(self) -> ReviewPolicy:
+        """The policy these settings describe."""
+        return ReviewPolicy(**self.model_dump(exclude={"reviewed_name"}))
+
+
 class LLMAssetComponent(dg.Component, dg.Model, dg.Resolvable):
     """An LLM asset declared in YAML: an upstream asset, prompts, an answer schema, a model.
 
@@ -143,6 +172,11 @@ class LLMAssetComponent(dg.Component, dg.Model, dg.Resolvable):
         default=_asset_default("batch_max_resubmits"),
         ge=0,
         description="Batch mode: resubmissions of a failed line before its row fails.",
+    )
+    review: ReviewSettings | None = Field(
+        default=None,
+        description="A review gate: flagged rows wait for a person; adds <name>_reviewed and "
+        "a review sensor.",
     )
     group_name: str | None = Field(default=None, description="Dagster asset group.")
     description: str | None = Field(
@@ -243,8 +277,13 @@ class LLMAssetComponent(dg.Component, dg.Model, dg.Resolvable):
             block_downstream_on_failures=self.block_downstream_on_failures,
             mode=self.mode,
             batch_max_resubmits=self.batch_max_resubmits,
+            review=self.review.policy() if self.review is not None else None,
         )
-        return dg.Definitions(assets=[asset])
+        if self.review is None:
+            return dg.Definitions(assets=[asset])
+        reviewed = reviewed_asset(asset, name=self.review.reviewed_name)
+        sensor = review_sensor([reviewed], name=f"{self.name}_review_sensor")
+        return dg.Definitions(assets=[asset, reviewed], sensors=[sensor])
 
     def _output_model(self) -> Any:
         if isinstance(self.output_schema, str):
