@@ -10,7 +10,7 @@ is recorded as a decision by ``(timeout)``, so nobody is asked again).
 
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,53 +159,92 @@ def reviewed_asset(
             quarantine_name: {gate_key},
         },
         partitions_def=opts.partitions_def,
-        backfill_policy=dg.BackfillPolicy.multi_run(1) if opts.partitions_def else None,
+        backfill_policy=opts.backfill_policy,
         required_resource_keys={ledger_key},
         check_specs=[check],
     )
-    def _reviewed(context: dg.AssetExecutionContext, gate: pd.DataFrame) -> Iterator[Any]:
-        partition = context.partition_key if context.has_partition_key else None
+    def _reviewed(context: dg.AssetExecutionContext, gate: Any) -> Iterator[Any]:
+        partitions: list[str | None] = (
+            list(context.partition_keys)
+            if context.has_partition_key_range or context.has_partition_key
+            else [None]
+        )
+        tables = gate if isinstance(gate, Mapping) else {partitions[0]: gate}
         store = getattr(context.resources, ledger_key).review_store()
-        settled = settle(task, policy, store, gate, gate_key.to_user_string(), partition)
-        for line in _log_lines(settled, gate_key.to_user_string(), partition, policy):
-            context.log.info(line)
-        url = review_url(gate_key.to_user_string(), partition)
-        yield dg.MaterializeResult(
-            asset_key=asset_name,
-            value=settled.table,
-            metadata={
-                "dagster/row_count": len(settled.table),
-                **{f"rows_{k}": v for k, v in sorted(settled.counts.items())},
-                "held_back": len(settled.held_back),
-                "review_url": dg.MetadataValue.url(url),
-            },
-        )
-        yield dg.MaterializeResult(
-            asset_key=quarantine_name,
-            value=settled.rejected,
-            metadata={"dagster/row_count": len(settled.rejected)},
-        )
-        yield dg.AssetCheckResult(
-            asset_key=asset_name,
-            check_name=REVIEW_CHECK,
-            passed=not settled.held_back,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "held_back": len(settled.held_back),
-                "review_url": dg.MetadataValue.url(url),
-            },
-            description=(
-                f"{len(settled.held_back)} flagged row(s) wait for a decision"
-                if settled.held_back
-                else "every flagged row is decided"
-            ),
-        )
+        done: dict[str | None, Settled] = {}
+        for partition in partitions:
+            done[partition] = settle(
+                task, policy, store, tables[partition], gate_key.to_user_string(), partition
+            )
+            for line in _log_lines(done[partition], gate_key.to_user_string(), partition, policy):
+                context.log.info(line)
+        yield from _results(context, done, asset_name, quarantine_name, gate_key)
 
     spec = ReviewedSpec(
         gate_key, policy, dg.AssetKey(asset_name), dg.AssetKey(quarantine_name), ledger_key
     )
     _SPECS[id(_reviewed.node_def)] = (weakref.ref(_reviewed.node_def), spec)
     return _reviewed
+
+
+def _results(
+    context: dg.AssetExecutionContext,
+    done: Mapping[str | None, Settled],
+    asset_name: str,
+    quarantine_name: str,
+    gate_key: dg.AssetKey,
+) -> Iterator[Any]:
+    """The step's results; over a range, each partition's figures and check on their own."""
+    ranged = len(done) > 1
+    tables: dict[str | None, pd.DataFrame] = {}
+    rejected: dict[str | None, pd.DataFrame] = {}
+    checks = []
+    for partition, settled in done.items():
+        url = dg.MetadataValue.url(review_url(gate_key.to_user_string(), partition))
+        held = len(settled.held_back)
+        table_meta: dict[str, Any] = {
+            "dagster/row_count": len(settled.table),
+            **{f"rows_{k}": v for k, v in sorted(settled.counts.items())},
+            "held_back": held,
+            "review_url": url,
+        }
+        quarantine_meta = {"dagster/row_count": len(settled.rejected)}
+        check: dict[str, Any] = {
+            "asset_key": asset_name,
+            "check_name": REVIEW_CHECK,
+            "passed": not held,
+            "severity": dg.AssetCheckSeverity.WARN,
+            "metadata": {"held_back": held, "review_url": url},
+            "description": f"{held} flagged row(s) wait for a decision"
+            if held
+            else "every flagged row is decided",
+        }
+        if not ranged:
+            yield dg.MaterializeResult(
+                asset_key=asset_name, value=settled.table, metadata=table_meta
+            )
+            yield dg.MaterializeResult(
+                asset_key=quarantine_name, value=settled.rejected, metadata=quarantine_meta
+            )
+            yield dg.AssetCheckResult(**check)
+            return
+        context.add_asset_metadata(
+            table_meta, asset_key=dg.AssetKey(asset_name), partition_key=partition
+        )
+        context.add_asset_metadata(
+            quarantine_meta, asset_key=dg.AssetKey(quarantine_name), partition_key=partition
+        )
+        tables[partition], rejected[partition] = settled.table, settled.rejected
+        del check["description"], check["asset_key"]
+        checks.append(
+            dg.AssetCheckEvaluation(asset_key=dg.AssetKey(asset_name), **check, partition=partition)
+        )
+    yield dg.MaterializeResult(asset_key=asset_name, value=tables)
+    yield dg.MaterializeResult(asset_key=quarantine_name, value=rejected)
+    yield from checks
+    key = dg.AssetCheckKey(dg.AssetKey(asset_name), REVIEW_CHECK)
+    # Dagster counts only a check result as the check's output, not evaluations.
+    yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(key))
 
 
 def settle(

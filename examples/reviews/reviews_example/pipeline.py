@@ -1,8 +1,10 @@
 """The example pipeline: nightly enrichment of customer reviews.
 
 ``raw_reviews`` (daily partitions, generated) -> ``review_insights`` (one LLM call per review:
-sentiment, topics, one-line summary) -> ``daily_digest`` (one LLM call per day over the day's
-insights, with a Markdown report in the materialization metadata).
+sentiment, topics, one-line summary; a review gate flags failed rows and a 3% audit sample for
+a person) -> ``review_insights_reviewed`` (the rows that may flow on: not flagged, or
+approved or edited) -> ``daily_digest`` (one LLM call per day over the day's reviewed insights,
+with a Markdown report in the materialization metadata).
 """
 
 import os
@@ -13,7 +15,9 @@ from typing import Any, Literal
 import dagster as dg
 import pandas as pd
 from llm_assets.factory import llm_asset
+from llm_assets.review import ReviewPolicy, reviewed_asset
 from llm_assets.sensors.batches import batch_sensor
+from llm_assets.sensors.review import review_sensor
 from llm_assets.task import LLMTask
 from pydantic import BaseModel, Field
 
@@ -145,22 +149,36 @@ def digest_report(digest: pd.DataFrame) -> dict[str, Any]:
 #: materializes ``review_insights`` and ``daily_digest`` once the batch has finished.
 MODE = os.environ.get("LLM_ASSETS_MODE", "online")
 
+#: Which insights a person checks before they reach the digest: failed rows (a person may supply
+#: the answer) and a reproducible 3% audit sample. A flagged row waits two days for a decision;
+#: then it is rejected (kept in the quarantine, never in the digest).
+INSIGHT_REVIEW = ReviewPolicy(
+    failed=True,
+    sample_rate=0.03,
+    seed=7,
+    timeout_s=2 * 24 * 3600,
+    on_timeout="reject",
+)
+
 review_insights = llm_asset(
     INSIGHT_TASK,
     upstream=raw_reviews,
     passthrough_columns=["product", "rating"],
     group_name=GROUP,
+    review=INSIGHT_REVIEW,
 )
+
+review_insights_reviewed = reviewed_asset(review_insights)
 
 daily_digest = llm_asset(
     DIGEST_TASK,
-    upstream=review_insights,
+    upstream=review_insights_reviewed,
     prepare=gather_day,
     report=digest_report,
     group_name=GROUP,
 )
 
-ASSETS = [raw_reviews, review_insights, daily_digest]
+ASSETS = [raw_reviews, review_insights, review_insights_reviewed, daily_digest]
 
 #: ``multiprocess`` (default: every step a process on the machine that launched the run) or
 #: ``celery``: every step a task on the dagster-celery workers listening on
@@ -214,9 +232,16 @@ nightly_enrichment_schedule = dg.build_schedule_from_partitioned_job(
     "daemon runs it (`make ui` starts one).",
 )
 
+#: Materializes a day's reviewed insights, and its digest again, once people decided every row
+#: flagged that day (or the two days passed). The nightly job already built both from the rows
+#: that needed nobody; flagged rows join them then.
+insight_review_sensor = review_sensor(
+    [review_insights_reviewed], then=[daily_digest], name="insight_review_sensor"
+)
+
 review_batches_sensor = batch_sensor(
     [review_insights],
-    then=[daily_digest],
+    then=[review_insights_reviewed, daily_digest],
     name="review_batches_sensor",
     minimum_interval_seconds=60,
     default_status=(
