@@ -19,6 +19,7 @@ BENCHMARKS = [
     "bench.bench_planner",
     "bench.bench_celery",
     "bench.bench_experiment",
+    "bench.bench_review",
 ]
 
 
