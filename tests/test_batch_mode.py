@@ -255,6 +255,8 @@ def test_example_nightly_in_batch_mode_ends_then_the_sensor_builds_insights_and_
         (request,) = review_batches_sensor.evaluate_tick(context).run_requests or []
     assert set(request.asset_selection or []) == {
         dg.AssetKey("review_insights"),
+        dg.AssetKey("review_insights_reviewed"),
+        dg.AssetKey("review_insights_reviewed_quarantine"),
         dg.AssetKey("daily_digest"),
         dg.AssetKey("daily_digest_quarantine"),
     }

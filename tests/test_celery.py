@@ -28,7 +28,7 @@ from tests.celery_support import (
 )
 from tests.conftest import REPO_ROOT
 
-STEPS = {"raw_reviews", "review_insights", "daily_digest"}
+STEPS = {"raw_reviews", "review_insights", "review_insights_reviewed", "daily_digest"}
 
 
 def test_celery_yaml_matches_the_executor_settings() -> None:

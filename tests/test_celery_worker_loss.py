@@ -81,6 +81,7 @@ def test_killed_worker_fails_the_run_and_the_retry_pays_only_for_calls_in_flight
         # From failure: the LLM step and the digest again, on the worker that remains.
         assert step_workers(instance, retry.run_id) == {
             "review_insights": survivor,
+            "review_insights_reviewed": survivor,
             "daily_digest": survivor,
         }
 

@@ -109,6 +109,8 @@ def test_materialize_through_webserver_graphql(
             "assetSelection": [
                 {"path": ["raw_reviews"]},
                 {"path": ["review_insights"]},
+                {"path": ["review_insights_reviewed"]},
+                {"path": ["review_insights_reviewed_quarantine"]},
                 {"path": ["daily_digest"]},
             ],
         },

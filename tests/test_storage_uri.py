@@ -378,7 +378,7 @@ def test_example_pipeline_backfill_in_one_run_on_s3(
         tags={ASSET_PARTITION_RANGE_START_TAG: days[0], ASSET_PARTITION_RANGE_END_TAG: days[-1]},
     )
     assert result.success
-    assets = ["raw_reviews", "review_insights", "daily_digest"]
+    assets = ["raw_reviews", "review_insights", "review_insights_reviewed", "daily_digest"]
     assets += [f"{name}_quarantine" for name in assets[1:]]  # the dead-letter tables
     assert s3_bucket.object_keys() == sorted(
         f"tables/{asset}/{day}.parquet" for asset in assets for day in days

@@ -18,12 +18,11 @@ def edit_fields(schema: type[BaseModel]) -> list[dict[str, Any]]:
     """One form field per answer field: its name, kind, choices and limits.
 
     Examples:
-        >>> from typing import Literal
         >>> class A(BaseModel):
-        ...     label: Literal["a", "b"]
+        ...     score: float
         ...     tags: list[str]
-        >>> [(f["name"], f["kind"], f["options"]) for f in edit_fields(A)]
-        [('label', 'enum', ['a', 'b']), ('tags', 'list', [])]
+        >>> [(f["name"], f["kind"]) for f in edit_fields(A)]
+        [('score', 'number'), ('tags', 'list')]
     """
     json_schema = schema.model_json_schema()
     required = set(json_schema.get("required", []))

@@ -168,10 +168,7 @@ class ResponseLedger(ResponseLedgerConfig):
 
         Examples:
             >>> import tempfile
-            >>> from llm_assets.resources.database import PostgresDatabase
-        from llm_assets.resources.llm import ChatRequest
-        from llm_assets.resources.review import ReviewStore
-        from llm_assets.resources.sqlite import SQLiteDatabase
+            >>> from llm_assets.resources.llm import ChatRequest
             >>> tmp = tempfile.mkdtemp()
             >>> ledger = ResponseLedger(sqlite_path=f"{tmp}/ledger.sqlite")
             >>> request = ChatRequest("k1", {"model": "sim-small", "messages": []}, 5)
