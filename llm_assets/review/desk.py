@@ -142,8 +142,9 @@ class ReviewDesk:
         Raises:
             ReviewRefused: No such row.
         """
-        for name in self.gates:
-            found = self._store(name).item(item_id)
+        stores = {id(g.ledger): g.ledger for g in self.gates.values()}
+        for ledger in stores.values():
+            found = ledger.review_store().item(item_id)
             if found is not None and found.asset_key in self.gates:
                 return found
         raise ReviewRefused(

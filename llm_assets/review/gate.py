@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import weakref
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -126,10 +127,7 @@ def flag_partition(
         index=table.index,
         dtype="string",
     )
-    counts: dict[str, int] = {}
-    for status in statuses:
-        counts[status] = counts.get(status, 0) + 1
-    return counts
+    return dict(Counter(statuses))
 
 
 def open_gate(

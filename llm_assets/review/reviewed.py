@@ -304,14 +304,14 @@ def settle(
         out.counts[record[REVIEW_STATUS]] = out.counts.get(record[REVIEW_STATUS], 0) + 1
     out.counts["rejected"] = len(rejected)
     out.table = pd.DataFrame(rows, columns=[*gate.columns, *_DECISION_COLUMNS])
-    out.rejected = pd.DataFrame(rejected, columns=_REJECTED_COLUMNS(id_column))
+    out.rejected = pd.DataFrame(rejected, columns=_rejected_columns(id_column))
     return out
 
 
 _DECISION_COLUMNS = ("reviewed_by", "reviewed_at", "review_comment")
 
 
-def _REJECTED_COLUMNS(id_column: str) -> list[str]:
+def _rejected_columns(id_column: str) -> list[str]:
     return [
         id_column, "llm_request_hash", "llm_task_version", "review_reason", "rejected_by",
         "rejected_at", "reason",

@@ -434,13 +434,14 @@ class ReviewStore:
 
     def _check_current(self, cur: Cursor, item: ReviewItem, task_version: str | None) -> None:
         cur.execute(
-            f"SELECT run_id, task_version FROM {self._rounds} WHERE asset_key = ? AND "
-            "partition_key = ? ORDER BY opened_at DESC, run_id DESC LIMIT 1",
-            (item.asset_key, item.partition_key or ""),
+            f"SELECT r.run_id, r.task_version, i.last_run_id FROM {self._rounds} r "
+            f"JOIN {self._items} i ON i.item_id = ? WHERE r.asset_key = ? AND "
+            "r.partition_key = ? ORDER BY r.opened_at DESC, r.run_id DESC LIMIT 1",
+            (item.item_id, item.asset_key, item.partition_key or ""),
         )
         latest = cur.fetchone()
         stale_version = task_version is not None and task_version != item.task_version
-        if stale_version or latest is None or latest[0] != _last_run(cur, self._items, item):
+        if stale_version or latest is None or latest[0] != latest[2]:
             now_version = latest[1] if latest is not None else "?"
             raise ReviewRefused(
                 f"row {item.row_id} ({item.item_id}) is stale: asset '{item.asset_key}' "
@@ -472,11 +473,6 @@ class ReviewStore:
 def _fetch(cur: Cursor, sql: str, params: Sequence[Any]) -> list[Any]:
     cur.execute(sql, params)
     return cur.fetchall()
-
-
-def _last_run(cur: Cursor, table: str, item: ReviewItem) -> str:
-    cur.execute(f"SELECT last_run_id FROM {table} WHERE item_id = ?", (item.item_id,))
-    return str(cur.fetchone()[0])
 
 
 def _item(row: Sequence[Any]) -> ReviewItem:
