@@ -41,7 +41,8 @@ UI_DESCRIPTION = (
     "The Dagster UI and daemon (dagster dev) on a code location, with the simulator beside them "
     "(its URL exported as LLM_ASSETS_BASE_URL); the instance is $DAGSTER_HOME, else "
     "./.dagster_home. Without -w, -m or -f: ./workspace.yaml, else the [tool.dagster] block of "
-    "./pyproject.toml. Ctrl-C or SIGTERM stops every process it started."
+    "./pyproject.toml. The review page of the location's review gates is served beside them "
+    "(--review-port). Ctrl-C or SIGTERM stops every process it started."
 )
 DEMO_MOVED = (
     "the demo is an example project, not part of the library: in the repository, `make demo` "
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument(
         "--simulator-port", type=int, default=8765, help="port of the simulator (0: any free one)"
     )
+    ui.add_argument(
+        "--review-port", type=int, default=3100, help="port of the review page (0: any free one)"
+    )
     group = ui.add_argument_group("code location (as for dagster dev)")
     served = group.add_mutually_exclusive_group()
     served.add_argument("-w", "--workspace", metavar="YAML", help="a workspace.yaml")
@@ -121,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         from llm_assets.ui import code_location, run_ui
 
         location = code_location(args.workspace, args.module_name, args.python_file)
-        return run_ui(port=args.port, simulator_port=args.simulator_port, location=location)
+        return run_ui(
+            port=args.port,
+            simulator_port=args.simulator_port,
+            location=location,
+            review_port=args.review_port,
+        )
     except UserError as exc:
         print(f"{parser.prog} {args.command}: {exc}", file=sys.stderr)
         return USAGE_ERROR

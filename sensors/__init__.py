@@ -14,22 +14,31 @@ harvests them into the ledger and requests the run that assembles each partition
 ``llm_assets.sensors.batches``).
 
 ``review_sensor`` launches a reviewed asset's partition once people decided its flagged rows
-(or the review policy's timeout passed; see ``llm_assets.sensors.review``).
+(or the review policy's timeout passed), and can announce the rows that wait, with the review
+page's link, to the same destinations as the failure alerts (see ``llm_assets.sensors.review``).
 
 ``llm_failure_sensor`` reports a failed LLM asset run (asset, partition, error class, spend so
 far) to a callable, the log or a Slack webhook (see ``llm_assets.sensors.alerts``).
 """
 
-from llm_assets.sensors.alerts import LLMFailureAlert, SlackWebhook, llm_failure_sensor, log_alert
+from llm_assets.sensors.alerts import (
+    Alert,
+    LLMFailureAlert,
+    SlackWebhook,
+    llm_failure_sensor,
+    log_alert,
+)
 from llm_assets.sensors.batches import batch_sensor
 from llm_assets.sensors.inbox import FILE_TAG, SHA256_TAG, InboxFeed
 from llm_assets.sensors.inbox_files import partition_key_for
-from llm_assets.sensors.review import review_sensor
+from llm_assets.sensors.review import ReviewWaitingAlert, review_sensor
 
 __all__ = [  # noqa: RUF022 - plain sorted order
+    "Alert",
     "FILE_TAG",
     "InboxFeed",
     "LLMFailureAlert",
+    "ReviewWaitingAlert",
     "SHA256_TAG",
     "SlackWebhook",
     "batch_sensor",

@@ -5,7 +5,8 @@ planned an ``llm_asset`` it builds an ``LLMFailureAlert`` (the LLM assets whose 
 the partition or range, the error class and message, and the run's spend so far read from the
 ledger) and hands it to ``destination``: any callable, or ``SlackWebhook`` to post it to a
 Slack channel through an incoming webhook (standard library only; the URL is a secret, read
-from an environment variable through ``dg.EnvVar``).
+from an environment variable through ``dg.EnvVar``). The same destinations take
+``review_sensor``'s announcements of rows waiting for review.
 """
 
 import json
@@ -14,7 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
@@ -84,12 +85,25 @@ class LLMFailureAlert:
         return "\n".join(lines)
 
 
-Destination = Callable[[LLMFailureAlert], None]
+class Alert(Protocol):
+    """What a destination is handed: an alert that can say itself in a few lines of text.
+
+    ``LLMFailureAlert`` (a failed run) and ``ReviewWaitingAlert`` (rows that wait for a person,
+    ``llm_assets.sensors.review``) are alerts.
+    """
+
+    def text(self) -> str:
+        """The alert as plain text."""
+        ...
+
+
+#: Where alerts go: ``log_alert``, ``SlackWebhook(...)`` or any callable taking an ``Alert``.
+Destination = Callable[[Any], None]
 
 logger = logging.getLogger(__name__)
 
 
-def log_alert(alert: LLMFailureAlert) -> None:
+def log_alert(alert: Alert) -> None:
     """A destination that writes the alert to the ``llm_assets.sensors.alerts`` logger.
 
     Examples:
@@ -120,7 +134,7 @@ class SlackWebhook:
         source = f"from {self._url.env_var_name}" if isinstance(self._url, dg.EnvVar) else "hidden"
         return f"SlackWebhook(url=<{source}>)"
 
-    def __call__(self, alert: LLMFailureAlert) -> None:
+    def __call__(self, alert: Alert) -> None:
         """Sends ``alert``; raises ``UserError`` naming the variable when it cannot."""
         url = self._url.get_value() if isinstance(self._url, dg.EnvVar) else self._url
         if not url:

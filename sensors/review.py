@@ -6,24 +6,66 @@ undecided row has waited past the policy's ``timeout_s``, gets one run of the re
 partition (and of the ``then`` assets). The run key names the round, and the cursor keeps the
 rounds already requested, so a daemon restart or a tick that died after requesting launches
 nothing twice: Dagster creates one run per run key. No process waits while people decide.
+
+A round in which the policy flagged no row launches nothing: nobody was waited for, and the run
+that materialized the gate decides itself whether the reviewed asset comes along.
+
+With ``announce``, the sensor also tells a destination of ``llm_assets.sensors.alerts``
+(``log_alert``, ``SlackWebhook``, any callable) once per round that rows wait, with the
+page's link: ``ReviewWaitingAlert``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
 from llm_assets.resources.errors import UserError
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.review import ReviewRound
+from llm_assets.review.gate import review_url
 from llm_assets.review.reviewed import ReviewedSpec, reviewed_spec
 
 #: The tag naming the review round a run settles, and why it was launched.
 ROUND_TAG = "llm_assets/review_round"
 TRIGGER_TAG = "llm_assets/review_trigger"
 _KEEP_ROUNDS = 5_000
+
+
+@dataclass(frozen=True)
+class ReviewWaitingAlert:
+    """Rows of a gate's partition that wait for a person, as ``review_sensor`` announces them.
+
+    Attributes:
+        asset: The gate asset.
+        partition: Its partition, or ``None``.
+        waiting: Rows without a decision.
+        flagged: Rows the policy flagged in the round.
+        url: The partition's review page.
+
+    Examples:
+        >>> alert = ReviewWaitingAlert("tags", "d1", 3, 4, "http://h/review/tags/d1")
+        >>> print(alert.text())
+        3 rows wait for review: tags, partition d1 (4 flagged); decide on http://h/review/tags/d1
+    """
+
+    asset: str
+    partition: str | None
+    waiting: int
+    flagged: int
+    url: str
+
+    def text(self) -> str:
+        """The announcement as one line of text."""
+        where = f", partition {self.partition}" if self.partition else ""
+        rows = "1 row waits" if self.waiting == 1 else f"{self.waiting} rows wait"
+        return (
+            f"{rows} for review: {self.asset}{where} ({self.flagged} flagged); decide on {self.url}"
+        )
 
 
 def review_sensor(
@@ -33,6 +75,7 @@ def review_sensor(
     name: str = "review_sensor",
     minimum_interval_seconds: int = 30,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+    announce: Callable[[ReviewWaitingAlert], Any] | None = None,
 ) -> dg.SensorDefinition:
     """Builds the sensor that launches reviewed partitions when their review is done.
 
@@ -43,6 +86,9 @@ def review_sensor(
         name: The sensor's name.
         minimum_interval_seconds: Seconds between ticks.
         default_status: Running by default: rows are only held back while it is off.
+        announce: A destination told once per round that rows wait, with the page's link:
+            ``log_alert``, ``SlackWebhook(dg.EnvVar(...))`` or any callable taking a
+            ``ReviewWaitingAlert``. It raising fails the tick, and the next tick tries again.
 
     Returns:
         The sensor definition (it needs the gates' ledger resource).
@@ -50,9 +96,13 @@ def review_sensor(
     Examples:
         .. code-block:: python
 
-            from llm_assets.sensors import review_sensor
+            from llm_assets.sensors import SlackWebhook, review_sensor
 
-            sensor = review_sensor([insights_reviewed], then=[daily_digest])
+            sensor = review_sensor(
+                [insights_reviewed],
+                then=[daily_digest],
+                announce=SlackWebhook(dg.EnvVar("SLACK_WEBHOOK_URL")),
+            )
     """
     specs = [reviewed_spec(d) for d in reviewed]
     if not specs:
@@ -79,13 +129,19 @@ def review_sensor(
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         ledger: ResponseLedger = getattr(context.resources, ledger_key)
-        done: list[str] = json.loads(context.cursor) if context.cursor else []
-        seen = set(done)
+        done, told = _read_cursor(context.cursor)
+        seen, seen_told = set(done), set(told)
         requests = []
         for found in ledger.review_store().latest_rounds(sorted(by_gate)):
             spec = by_gate[found.asset_key]
+            if found.flagged == 0 or found.key in seen:
+                continue
             trigger = _trigger(found, spec)
-            if found.key in seen or trigger is None:
+            if trigger is None:
+                if announce is not None and found.key not in seen_told:
+                    announce(_waiting(found))
+                    told.append(found.key)
+                    seen_told.add(found.key)
                 continue
             requests.append(_request(found, spec, extra, trigger))
             done.append(found.key)
@@ -94,9 +150,28 @@ def review_sensor(
                 f"review of {found.asset_key} {found.partition_key or ''} {trigger}: "
                 f"launching {spec.table.to_user_string()}"
             )
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(done[-_KEEP_ROUNDS:]))
+        cursor = {"launched": done[-_KEEP_ROUNDS:], "announced": told[-_KEEP_ROUNDS:]}
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
 
     return _sensor
+
+
+def _read_cursor(cursor: str | None) -> tuple[list[str], list[str]]:
+    """The rounds already launched and already announced."""
+    state = json.loads(cursor) if cursor else {}
+    if isinstance(state, list):  # the cursor of earlier releases: launched rounds only
+        return list(state), []
+    return list(state.get("launched", [])), list(state.get("announced", []))
+
+
+def _waiting(found: ReviewRound) -> ReviewWaitingAlert:
+    return ReviewWaitingAlert(
+        asset=found.asset_key,
+        partition=found.partition_key,
+        waiting=found.undecided,
+        flagged=found.flagged,
+        url=review_url(found.asset_key, found.partition_key),
+    )
 
 
 def _trigger(found: ReviewRound, spec: ReviewedSpec) -> str | None:

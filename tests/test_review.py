@@ -22,7 +22,7 @@ from llm_assets import (
 from llm_assets.resources.review import ReviewRefused
 from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.review.page import review_app
-from llm_assets.sensors import review_sensor
+from llm_assets.sensors import ReviewWaitingAlert, review_sensor
 from llm_assets.simulator import SimulatorServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -285,18 +285,27 @@ def test_the_sensor_launches_once_per_round_when_every_row_is_decided(
     assert materialize(assets, GATE, resources, sqlite_instance, "d2").success
     defs = dg.Definitions(assets=assets, resources=resources)
     desk = ReviewDesk.of(defs)
-    sensor = review_sensor([reviewed])
+    told: list[ReviewWaitingAlert] = []
+    sensor = review_sensor([reviewed], announce=told.append)
 
     def tick(cursor: str | None) -> Any:
         return evaluate(sensor, sqlite_instance, resources, defs, cursor)
 
-    assert tick(None).run_requests == []
+    first = tick(None)
+    assert first.run_requests == []
+    # Each partition's waiting rows are announced once, with the page's link.
+    waiting = {alert.partition: alert.waiting for alert in told}
+    assert waiting == {p: len(desk.items("triage", p)) for p in ("d1", "d2")}
+    assert all(v > 0 for v in waiting.values())
+    assert told[0].url == "http://127.0.0.1:3100/review/triage/d1"
+    assert f"{waiting['d1']} rows wait for review: triage, partition d1" in told[0].text()
     items = desk.items("triage", "d2")
     for item in items[:-1]:
         desk.approve(item.item_id, reviewer="ana")
-    assert tick(None).run_requests == []
+    assert tick(first.cursor).run_requests == []
+    assert len(told) == 2  # not told again
     desk.approve(items[-1].item_id, reviewer="ana")
-    fired = tick(None)
+    fired = tick(first.cursor)
     assert [(r.partition_key, r.asset_selection) for r in fired.run_requests] == [
         ("d2", [dg.AssetKey("triage_reviewed"), dg.AssetKey("triage_reviewed_quarantine")])
     ]

@@ -157,8 +157,9 @@ def test_the_library_command_says_where_the_demo_is() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sigterm_to_ui_stops_every_process_it_started(tmp_path: Path) -> None:
-    port, simulator_port = free_port(), free_port()
+    port, simulator_port, review_port = free_port(), free_port(), free_port()
     env = dict(os.environ)
+    env.pop("LLM_ASSETS_REVIEW_URL", None)
     env.update(
         DAGSTER_HOME=str(tmp_path / "home"),
         LLM_ASSETS_DATA_DIR=str(tmp_path / "data"),
@@ -169,6 +170,7 @@ def test_sigterm_to_ui_stops_every_process_it_started(tmp_path: Path) -> None:
     tree: set[Proc] = set()
     with log_path.open("w") as log:
         command = ["ui", "--port", str(port), "--simulator-port", str(simulator_port)]
+        command += ["--review-port", str(review_port)]
         command += ["-w", "workspace.yaml"]  # as make ui runs it: the example's code location
         ui = subprocess.Popen(
             [sys.executable, "-m", "llm_assets", *command],
@@ -179,19 +181,30 @@ def test_sigterm_to_ui_stops_every_process_it_started(tmp_path: Path) -> None:
         )
         try:
             started = time.monotonic()
-            expected = ("llm_assets.simulator", "dagster_webserver", "dagster._daemon", " grpc ")
+            expected = (
+                "llm_assets.simulator", "dagster_webserver", "dagster._daemon", " grpc ",
+                "llm_assets review serve",
+            )  # fmt: skip
             commands: list[str] = []
             while time.monotonic() - started < 150:
                 assert ui.poll() is None, log_path.read_text()[-5000:]
                 tree |= _tree(ui.pid)
                 commands = [_cmdline(pid) for pid, _start in _alive(tree)]
-                ready = _answers(f"http://127.0.0.1:{port}/server_info") and _location_loaded(port)
+                ready = (
+                    _answers(f"http://127.0.0.1:{port}/server_info")
+                    and _location_loaded(port)
+                    and _answers(f"http://127.0.0.1:{review_port}/")
+                )
                 if ready and all(any(n in c for c in commands) for n in expected):
                     break
                 time.sleep(1)
             else:
                 pytest.fail(f"ui not ready: {commands}\n" + log_path.read_text()[-5000:])
             assert _answers(f"http://127.0.0.1:{simulator_port}/_simulator/stats")
+            # The review page serves the example's gate, read-only without a token.
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(f"http://127.0.0.1:{review_port}/", timeout=30) as response:
+                assert "review_insights" in response.read().decode()
             ready_s = time.monotonic() - started
 
             stopping = time.monotonic()
@@ -208,13 +221,14 @@ def test_sigterm_to_ui_stops_every_process_it_started(tmp_path: Path) -> None:
             _kill_leftovers(tree)
     text = log_path.read_text()
     assert "SIGTERM received; stopping every process it started" in text
+    assert f"review page on http://127.0.0.1:{review_port} (read-only" in text
     assert "Traceback" not in text.split("SIGTERM received")[-1]
 
 
 SUPERVISED = textwrap.dedent(
     """
     import signal, sys
-    from llm_assets.ui import Child, Supervisor
+    from llm_assets.supervisor import Child, Supervisor
 
     py = sys.executable
     sleep = "import time; time.sleep(600)"

@@ -25,7 +25,7 @@ import pytest
 from reviews_example.pipeline import raw_reviews
 
 from llm_assets.resources.storage import ParquetIOManager
-from llm_assets.ui import Child, Supervisor
+from llm_assets.supervisor import Child, Supervisor
 from tests.conftest import REPO_ROOT
 from tests.webserver_support import LAUNCH, free_port, graphql
 

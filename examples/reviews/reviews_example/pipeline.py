@@ -21,6 +21,7 @@ from llm_assets.sensors.review import review_sensor
 from llm_assets.task import LLMTask
 from pydantic import BaseModel, Field
 
+from reviews_example.alerting import slack_or_log
 from reviews_example.sample_reviews import generate_reviews
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=0)
@@ -234,9 +235,13 @@ nightly_enrichment_schedule = dg.build_schedule_from_partitioned_job(
 
 #: Materializes a day's reviewed insights, and its digest again, once people decided every row
 #: flagged that day (or the two days passed). The nightly job already built both from the rows
-#: that needed nobody; flagged rows join them then.
+#: that needed nobody; flagged rows join them then. It announces each day's waiting rows, with
+#: the review page's link, where the failure alerts go (Slack or the daemon's log).
 insight_review_sensor = review_sensor(
-    [review_insights_reviewed], then=[daily_digest], name="insight_review_sensor"
+    [review_insights_reviewed],
+    then=[daily_digest],
+    name="insight_review_sensor",
+    announce=slack_or_log,
 )
 
 review_batches_sensor = batch_sensor(

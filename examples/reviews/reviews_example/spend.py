@@ -10,21 +10,11 @@ daemon does: it only watches runs) reports each failed run of an LLM asset: to S
 import os
 
 import dagster as dg
-from llm_assets.sensors.alerts import LLMFailureAlert, SlackWebhook, llm_failure_sensor, log_alert
+from llm_assets.sensors.alerts import llm_failure_sensor
 from llm_assets.spend import llm_spend_asset
 
+from reviews_example.alerting import slack_or_log
 from reviews_example.pipeline import daily_digest, review_insights
-
-SLACK_WEBHOOK_ENV = "LLM_ASSETS_SLACK_WEBHOOK_URL"
-
-
-def slack_or_log(alert: LLMFailureAlert) -> None:
-    """Posts ``alert`` to Slack if ``LLM_ASSETS_SLACK_WEBHOOK_URL`` is set, else logs it."""
-    if os.environ.get(SLACK_WEBHOOK_ENV):
-        SlackWebhook(dg.EnvVar(SLACK_WEBHOOK_ENV))(alert)
-    else:
-        log_alert(alert)
-
 
 llm_spend = llm_spend_asset(assets=[review_insights, daily_digest], group_name="llm_costs")
 
