@@ -139,7 +139,9 @@ def review_sensor(
             trigger = _trigger(found, spec)
             if trigger is None:
                 if announce is not None and found.key not in seen_told:
-                    announce(_waiting(found))
+                    alert = _waiting(found)
+                    announce(alert)
+                    context.log.info(alert.text())
                     told.append(found.key)
                     seen_told.add(found.key)
                 continue

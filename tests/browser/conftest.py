@@ -21,9 +21,10 @@ from tests.browser.support import DagsterUI, chromium_or_skip, running_dagster_u
 from tests.conftest import fresh_postgres_database
 
 #: Partitions whose upstream rows exist before the first page opens: the run launched with the
-#: Materialize button, and the run that fails its budget.
+#: Materialize button, the run that fails its budget, and the day a reviewer decides.
 MATERIALIZED_PARTITION = "2026-11-02"
 FAILED_PARTITION = "2026-11-03"
+REVIEW_PARTITION = "2026-11-04"
 # Playwright waits this long for an element or an expectation unless told otherwise: pages of
 # a UI on a loaded machine may take tens of seconds to fill in.
 DEFAULT_WAIT_MS = 120_000
@@ -49,7 +50,7 @@ def dagster_ui(
             tmp_path_factory.mktemp("browser"),
             url,
             _simulator_server.base_url,
-            [MATERIALIZED_PARTITION, FAILED_PARTITION],
+            [MATERIALIZED_PARTITION, FAILED_PARTITION, REVIEW_PARTITION],
         ) as ui,
     ):
         yield ui

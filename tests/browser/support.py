@@ -3,13 +3,16 @@
 ``dagster dev`` (the command ``python -m llm_assets ui`` runs) starts ``dagster-webserver``, the
 ``dagster-daemon`` and one code server for the example location ``reviews_example.definitions``. The
 instance is the repository's production ``dagster.yaml`` (Postgres storage, queued runs that
-only the daemon launches) in a fresh ``DAGSTER_HOME``.
+only the daemon launches) in a fresh ``DAGSTER_HOME``. The review page
+(``python -m llm_assets review serve``, as ``ui`` starts it too) runs beside it with a review
+token, and the gates' ``review_url`` metadata points at it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import sys
@@ -100,11 +103,18 @@ class DagsterUI:
     data_dir: Path
     log_path: Path
     instance: dg.DagsterInstance
+    review_port: int = 0
+    review_token: str = ""
 
     @property
     def url(self) -> str:
         """The UI's address."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def review_url(self) -> str:
+        """The review page's address."""
+        return f"http://127.0.0.1:{self.review_port}"
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """One request to the webserver's GraphQL API (what the UI itself sends)."""
@@ -197,8 +207,11 @@ def running_dagster_ui(
     home = workdir / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    port, review_port = free_port(), free_port()
+    review_token = secrets.token_urlsafe(16)
     env = dict(
         os.environ,
+        LLM_ASSETS_REVIEW_URL=f"http://127.0.0.1:{review_port}",
         DAGSTER_HOME=str(home),
         DAGSTER_PG_URL=postgres_url,
         LLM_ASSETS_ENV="local",
@@ -213,7 +226,6 @@ def running_dagster_ui(
         instance = dg.DagsterInstance.from_config(str(home))
         stack.callback(instance.dispose)
 
-        port = free_port()
         log_path = workdir / "dagster-dev.log"
         log = stack.enter_context(log_path.open("wb"))
         dev_command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)]
@@ -224,12 +236,23 @@ def running_dagster_ui(
             env=env,
             stdout=log,
         )
+        review_log = stack.enter_context((workdir / "review-page.log").open("wb"))
+        review = Child(
+            "the review page",
+            [sys.executable, "-m", "llm_assets", "review", "serve", "--port", str(review_port),
+             "-w", str(REPO_ROOT / "workspace.yaml")],
+            env=dict(env, LLM_ASSETS_REVIEW_TOKEN=review_token),
+            stdout=review_log,
+        )  # fmt: skip
         supervisor = Supervisor(grace_s=10.0)
         stack.callback(supervisor.stop)
         process = supervisor.start(dev)
+        supervisor.start(review)
         # While the UI starts, so that the two overlap.
         materialize_upstream(instance, workdir / "data", upstream_partitions)
-        ui = DagsterUI(port, home, workdir / "data", log_path, instance)
+        ui = DagsterUI(
+            port, home, workdir / "data", log_path, instance, review_port, review_token
+        )
         ui.wait_until_loaded(process)
         ui.graphql(SET_NUX_SEEN)  # the one-time community dialog would cover the page
         yield ui
