@@ -71,7 +71,7 @@ services:
 # (exit status 5: there are none). TEST_WORKERS processes at once (more cost each a start-up).
 TEST_WORKERS ?= 4
 test: install services
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not serial"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not serial" --durations=25
 	$(BIN)/python -m pytest -q -m serial || [ $$? -eq 5 ]
 
 # One dagster-celery worker in the foreground (Ctrl-C stops it) taking the steps of runs launched
