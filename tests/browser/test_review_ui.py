@@ -5,12 +5,15 @@ the gate ``review_insights`` flags rows of a day and its run ends; nothing revie
 materialized; a reviewer signs in to the review page the gate's ``review_url`` names,
 approves, rejects and edits rows (an edit that breaks the schema is refused on the page with
 nothing recorded); then the daemon's ``insight_review_sensor`` launches the reviewed run by
-itself, and its tables hold exactly what was decided.
+itself, and its tables hold exactly what was decided. The page's picture in the README is
+taken here (``LLM_ASSETS_DOCS_SCREENSHOTS=1`` refreshes ``docs/img/review_page.png``).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +25,7 @@ import pytest
 
 from tests.browser.conftest import REVIEW_PARTITION
 from tests.browser.support import RUN_TIMEOUT_S, DagsterUI, artifacts_dir
+from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.postgres]
 
@@ -108,8 +112,13 @@ def test_a_reviewer_decides_on_the_page_and_the_sensor_launches_the_reviewed_run
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(url)
     expect(page.get_by_text("signed in as")).to_contain_text("Ana Reviewer")
-    artifacts_dir().mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(artifacts_dir() / "review-page.png"), full_page=False)
+    # The README's picture: saved among the browser artifacts, and with
+    # LLM_ASSETS_DOCS_SCREENSHOTS=1 copied to docs/img/review_page.png.
+    shot = artifacts_dir() / "review_page.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=False, timeout=30_000)
+    if os.environ.get("LLM_ASSETS_DOCS_SCREENSHOTS") == "1":
+        shutil.copy(shot, REPO_ROOT / "docs" / "img" / "review_page.png")
 
     # The daemon's sensor announces the waiting rows, with the page's link, where the example's
     # alerts go (the daemon's log without a Slack webhook), and launches nothing yet.
