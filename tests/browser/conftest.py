@@ -38,11 +38,11 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="package")
 def dagster_ui(
-    chromium_path: str,
     _simulator_server: SimulatorServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[DagsterUI]:
-    """The example code location in ``dagster dev`` on a fresh Postgres database."""
+    """The example code location in ``dagster dev`` on a fresh Postgres database (tests that
+    only send GraphQL use it without a browser)."""
     _simulator_server.configure(**SimulatorConfig(latency_ms=20.0).model_dump())
     with (
         fresh_postgres_database("llm_assets_browser") as url,
