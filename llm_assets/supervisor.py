@@ -33,7 +33,7 @@ class Child:
     name: str
     argv: list[str]
     stop_signal: int = signal.SIGTERM
-    env: dict[str, str] | None = None
+    env: dict[str, str] | None = field(default=None, repr=False)
     stdin: bytes | None = None
     #: Where its output goes (stderr too); by default, this process's own stdout and stderr.
     stdout: IO[bytes] | None = field(default=None, repr=False)
@@ -198,6 +198,10 @@ class Supervisor:
 
     @staticmethod
     def _signal_group(pgid: int, signum: int) -> None:
+        # A group whose members are all gone (a helper child that exited long ago) is not
+        # signalled: its id may since have been reused by someone else's process group.
+        if not group_members({pgid}):
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signum)
 

@@ -263,7 +263,8 @@ def _serve(
     while supervisor.stop_requested is None and not supervisor.exited():
         if _answers(f"{ui}/server_info"):
             say(f"Dagster UI ready at {ui} (Ctrl-C stops everything)")
-            say(f"review page at {review_url} (python -m llm_assets review serve)")
+            if review.process is not None and review.process.poll() is None:
+                say(f"review page at {review_url} (python -m llm_assets review serve)")
             break
         time.sleep(1.0)
     return supervisor.wait()

@@ -97,9 +97,6 @@ class Alert(Protocol):
         ...
 
 
-#: Where alerts go: ``log_alert``, ``SlackWebhook(...)`` or any callable taking an ``Alert``.
-Destination = Callable[[Any], None]
-
 logger = logging.getLogger(__name__)
 
 
@@ -156,7 +153,7 @@ class SlackWebhook:
 
 
 def llm_failure_sensor(
-    destination: Destination,
+    destination: Callable[[LLMFailureAlert], object],
     *,
     name: str = "llm_failure_alerts",
     assets: Sequence[dg.AssetKey | str] | None = None,

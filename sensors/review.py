@@ -7,12 +7,14 @@ partition (and of the ``then`` assets). The run key names the round, and the cur
 rounds already requested, so a daemon restart or a tick that died after requesting launches
 nothing twice: Dagster creates one run per run key. No process waits while people decide.
 
-A round in which the policy flagged no row launches nothing: nobody was waited for, and the run
-that materialized the gate decides itself whether the reviewed asset comes along.
+A round in which the policy flagged no row waited for nobody: when the gate's own run also
+materialized the reviewed partition, there is nothing to launch; when it did not (the gate was
+materialized alone), the reviewed partition is launched once that run has ended.
 
 With ``announce``, the sensor also tells a destination of ``llm_assets.sensors.alerts``
-(``log_alert``, ``SlackWebhook``, any callable) once per round that rows wait, with the
-page's link: ``ReviewWaitingAlert``.
+(``log_alert``, ``SlackWebhook``, any callable) that a round's rows wait, with the page's link
+(``ReviewWaitingAlert``): once per round, and again on the next tick if the destination
+failed or the tick died before saving its cursor. A failing destination holds back no launch.
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ def review_sensor(
         default_status: Running by default: rows are only held back while it is off.
         announce: A destination told once per round that rows wait, with the page's link:
             ``log_alert``, ``SlackWebhook(dg.EnvVar(...))`` or any callable taking a
-            ``ReviewWaitingAlert``. It raising fails the tick, and the next tick tries again.
+            ``ReviewWaitingAlert``. If it raises, the tick logs a warning, launches what it
+            would have, and the next tick tries again.
 
     Returns:
         The sensor definition (it needs the gates' ledger resource).
@@ -125,7 +128,8 @@ def review_sensor(
         asset_selection=selection,
         required_resource_keys={ledger_key},
         description="Launches a reviewed asset's partition when every flagged row of the "
-        "gate's latest materialization is decided, or the review policy's timeout passed.",
+        "gate's latest materialization is decided, or the review policy's timeout passed "
+        "(or, with nothing flagged, when the gate's run did not build it).",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         ledger: ResponseLedger = getattr(context.resources, ledger_key)
@@ -134,14 +138,20 @@ def review_sensor(
         requests = []
         for found in ledger.review_store().latest_rounds(sorted(by_gate)):
             spec = by_gate[found.asset_key]
-            if found.flagged == 0 or found.key in seen:
+            if found.key in seen:
                 continue
-            trigger = _trigger(found, spec)
+            if found.flagged == 0:
+                trigger = _nothing_flagged(context.instance, found, spec)
+                if trigger == "built":  # the gate's own run built the reviewed partition
+                    done.append(found.key)
+                    seen.add(found.key)
+                if trigger in ("built", None):
+                    continue
+            else:
+                trigger = _trigger(found, spec)
             if trigger is None:
-                if announce is not None and found.key not in seen_told:
-                    alert = _waiting(found)
-                    announce(alert)
-                    context.log.info(alert.text())
+                new = found.key not in seen_told
+                if announce is not None and new and _announce(context, announce, found):
                     told.append(found.key)
                     seen_told.add(found.key)
                 continue
@@ -164,6 +174,50 @@ def _read_cursor(cursor: str | None) -> tuple[list[str], list[str]]:
     if isinstance(state, list):  # the cursor of earlier releases: launched rounds only
         return list(state), []
     return list(state.get("launched", [])), list(state.get("announced", []))
+
+
+def _nothing_flagged(
+    instance: dg.DagsterInstance, found: ReviewRound, spec: ReviewedSpec
+) -> str | None:
+    """What a round without a flagged row needs.
+
+    Returns:
+        ``built`` when the gate's own run materialized the reviewed partition, ``None`` while
+        that run goes on, else the trigger of a run: ``nothing flagged``.
+    """
+    run = instance.get_run_by_id(found.run_id)
+    if run is not None and not run.is_finished:
+        return None
+    partitions = [found.partition_key] if found.partition_key is not None else None
+    latest = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=spec.table, asset_partitions=partitions), limit=1
+    ).records
+    if latest and latest[0].run_id == found.run_id:
+        return "built"
+    return "nothing flagged"
+
+
+def _announce(
+    context: dg.SensorEvaluationContext,
+    announce: Callable[[ReviewWaitingAlert], Any],
+    found: ReviewRound,
+) -> bool:
+    """Tells the destination that a round's rows wait; whether it took the news.
+
+    A destination that fails holds back no launch; the next tick tries it again.
+    """
+    alert = _waiting(found)
+    try:
+        announce(alert)
+    except Exception as exc:  # any destination's failure; its message may hold a secret
+        why = str(exc) if isinstance(exc, UserError) else type(exc).__name__
+        context.log.warning(
+            f"could not announce the review of {alert.asset} {alert.partition or ''}: {why}; "
+            "trying again on the next tick"
+        )
+        return False
+    context.log.info(alert.text())
+    return True
 
 
 def _waiting(found: ReviewRound) -> ReviewWaitingAlert:

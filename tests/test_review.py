@@ -1,5 +1,6 @@
 """The review gate in real Dagster runs: flagged rows wait, decisions flow, nobody asked twice."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -282,7 +283,8 @@ def test_the_sensor_launches_once_per_round_when_every_row_is_decided(
 ) -> None:
     assets, _, reviewed = build()
     assert materialize(assets, GATE, resources, sqlite_instance, "d1").success
-    assert materialize(assets, GATE, resources, sqlite_instance, "d2").success
+    second = materialize(assets, GATE, resources, sqlite_instance, "d2")
+    assert second.success
     defs = dg.Definitions(assets=assets, resources=resources)
     desk = ReviewDesk.of(defs)
     told: list[ReviewWaitingAlert] = []
@@ -309,8 +311,46 @@ def test_the_sensor_launches_once_per_round_when_every_row_is_decided(
     assert [(r.partition_key, r.asset_selection) for r in fired.run_requests] == [
         ("d2", [dg.AssetKey("triage_reviewed"), dg.AssetKey("triage_reviewed_quarantine")])
     ]
-    assert fired.run_requests[0].run_key == fired.run_requests[0].run_key
+    assert fired.run_requests[0].run_key == f"review:triage_reviewed:triage|d2|{second.run_id}"
     assert tick(fired.cursor).run_requests == []
+    # A sensor whose cursor is a plain list of launched rounds reads it.
+    assert tick(json.dumps([f"triage|d2|{second.run_id}"])).run_requests == []
+
+
+def test_rounds_without_flags_and_a_failing_destination(
+    simulator: SimulatorServer, resources: dict[str, Any], sqlite_instance: dg.DagsterInstance
+) -> None:
+    assets, _, reviewed = build(when=lambda row: None)  # nothing flagged
+    # The gate alone: its reviewed partition is launched, since nobody will decide anything.
+    assert materialize(assets, GATE, resources, sqlite_instance, "d1").success
+    # The gate with its reviewed asset in one run: nothing to launch.
+    assert materialize(assets, GATE + REVIEWED, resources, sqlite_instance, "d2").success
+    defs = dg.Definitions(assets=assets, resources=resources)
+
+    def broken(alert: ReviewWaitingAlert) -> None:
+        raise ConnectionError("the chat service is down")
+
+    sensor = review_sensor([reviewed], announce=broken)
+    fired = evaluate(sensor, sqlite_instance, resources, defs, None)
+    assert [(r.partition_key, r.tags["llm_assets/review_trigger"]) for r in fired.run_requests] == [
+        ("d1", "nothing flagged")
+    ]
+    assert evaluate(sensor, sqlite_instance, resources, defs, fired.cursor).run_requests == []
+
+    # Rows wait on d1 now, and the destination fails: the tick still launches what is due
+    # (nothing here), announces nothing, and the next tick tries again.
+    flagged, _, reviewed = build()
+    waiting = materialize(flagged, GATE, resources, sqlite_instance, "d1")
+    assert waiting.success
+    defs = dg.Definitions(assets=flagged, resources=resources)
+    failing = evaluate(review_sensor([reviewed], announce=broken), sqlite_instance, resources,
+                       defs, None)  # fmt: skip
+    assert json.loads(failing.cursor)["announced"] == []
+    told: list[ReviewWaitingAlert] = []
+    retried = evaluate(review_sensor([reviewed], announce=told.append), sqlite_instance,
+                       resources, defs, failing.cursor)  # fmt: skip
+    assert [(a.partition, a.waiting) for a in told] == [("d1", len(FLAGGED))]
+    assert json.loads(retried.cursor)["announced"] == [f"triage|d1|{waiting.run_id}"]
 
 
 def test_policy_rules_flag_by_threshold_label_failure_and_a_reproducible_sample() -> None:

@@ -160,6 +160,7 @@ def test_sigterm_to_ui_stops_every_process_it_started(tmp_path: Path) -> None:
     port, simulator_port, review_port = free_port(), free_port(), free_port()
     env = dict(os.environ)
     env.pop("LLM_ASSETS_REVIEW_URL", None)
+    env.pop("LLM_ASSETS_REVIEW_TOKEN", None)  # the page is read-only without one
     env.update(
         DAGSTER_HOME=str(tmp_path / "home"),
         LLM_ASSETS_DATA_DIR=str(tmp_path / "data"),
@@ -294,3 +295,18 @@ def test_supervisor_stops_the_rest_when_a_child_dies() -> None:
         assert "spawner was killed by SIGKILL; stopping the other processes" in proc.stderr.read()
     finally:
         _kill_leftovers(tree)
+
+
+@pytest.mark.timeout(60)
+def test_a_helper_child_that_exits_stops_nothing() -> None:
+    from llm_assets.supervisor import Child, Supervisor
+
+    supervisor = Supervisor(grace_s=1.0, terminate_s=1.0)
+    try:
+        sleeper = supervisor.start(Child("sleeper", ["sleep", "60"]))
+        helper = supervisor.start(Child("helper", ["true"], essential=False))
+        assert helper.wait(timeout=30) == 0
+        assert supervisor.exited() is None and sleeper.poll() is None
+    finally:
+        supervisor.stop()
+    assert sleeper.poll() is not None

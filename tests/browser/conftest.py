@@ -92,7 +92,11 @@ def pytest_runtest_makereport(
     page = fixtures.get("page")
     if report.when == "call" and report.failed and page is not None:
         ui = fixtures.get("dagster_ui")
-        logs = (ui.log_path,) if isinstance(ui, DagsterUI) else ()
+        logs = (
+            (ui.log_path, ui.log_path.with_name("review-page.log"))
+            if isinstance(ui, DagsterUI)
+            else ()
+        )
         try:
             folder: Path | str = save_page(page, item.name, logs)
         except Exception as exc:  # the page may have crashed; the report must still say so

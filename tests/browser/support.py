@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ class DagsterUI:
     log_path: Path
     instance: dg.DagsterInstance
     review_port: int = 0
-    review_token: str = ""
+    review_token: str = field(default="", repr=False)
 
     @property
     def url(self) -> str:

@@ -175,6 +175,8 @@ def test_a_reviewer_decides_on_the_page_and_the_sensor_launches_the_reviewed_run
     (run,) = runs
     assert run.tags["llm_assets/review_trigger"] == "decided"
     assert dagster_ui.wait_for_run(run.run_id, RUN_TIMEOUT_S) == dg.DagsterRunStatus.SUCCESS
+    assert len(sensor_runs(dagster_ui)) == 1  # and still one, ticks later
+    assert len(announced.findall(dagster_ui.log_path.read_text())) == 1  # announced once
 
     # Exactly the approved and edited rows join the not-required ones, the edit applied.
     out = table(dagster_ui, REVIEWED).set_index("review_id")
