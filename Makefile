@@ -25,7 +25,13 @@ $(BIN)/.installed: pyproject.toml examples/reviews/pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) uv
 	$(UV) --compile-bytecode -c $(LOCK) -e '.[dev]'
 	$(UV) --compile-bytecode --no-deps -e examples/reviews
+	$(COMPILE_SOURCES)
 	touch $@
+
+# The project's own sources are installed editable, so uv compiles none of them: compiled here
+# once, every process of the suite reads them (where PYTHONDONTWRITEBYTECODE is set, nothing
+# else would write them, and each process would compile every module it imports again).
+COMPILE_SOURCES = $(BIN)/python -m compileall -q llm_assets resources sensors examples tests tools bench >/dev/null
 
 # The newest releases pyproject.toml allows, in a venv of their own.
 $(LATEST)/bin/.installed: pyproject.toml
@@ -71,6 +77,7 @@ services:
 # (exit status 5: there are none). TEST_WORKERS processes at once (more cost each a start-up).
 TEST_WORKERS ?= 4
 test: install services
+	$(COMPILE_SOURCES)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not serial" --durations=25
 	$(BIN)/python -m pytest -q -m serial || [ $$? -eq 5 ]
 
