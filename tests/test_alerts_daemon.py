@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from llm_assets.simulator import SimulatorServer
+from tests.daemon_support import BIN, SIMULATED_RESOURCES, DaemonProcess
 
-DAEMON_DEFS = """
+DAEMON_DEFS = (
+    """
 import json
 import dagster as dg
 import pandas as pd
@@ -50,22 +48,12 @@ defs = dg.Definitions(
     executor=dg.in_process_executor,  # one process per run: fewer imports on a busy machine
     sensors=[llm_failure_sensor(record, minimum_interval_seconds=1,
                                 default_status=dg.DefaultSensorStatus.RUNNING)],
-    resources={{
-        "llm": LLMResource(base_url={base_url!r}, api_key="sk-test", model="sim-small"),
-        "ledger": ResponseLedger(sqlite_path={ledger!r}),
-        "io_manager": ParquetIOManager(base_dir={data!r}),
-    }},
+    resources="""
+    + SIMULATED_RESOURCES
+    + """,
 )
 """
-
-
-def _wait_for(predicate: Any, what: str, log: Path, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    pytest.fail(f"{what} within {timeout_s:.0f} s; daemon log:\n{log.read_text()[-5000:]}")
+)
 
 
 @pytest.mark.slow
@@ -87,31 +75,20 @@ def test_the_daemon_sends_the_alert_of_a_failed_run(
     )
     # The daemon and the command line load the same file: one code location, as in a deployment.
     location = ["-f", "defs.py", "-d", str(tmp_path)]
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    bin_dir = Path(sys.executable).parent
-    log = tmp_path / "daemon.log"
-    with log.open("a") as out:
-        daemon = subprocess.Popen(
-            [str(bin_dir / "dagster-daemon"), "run", *location],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its code server shares its process group
-        )  # fmt: skip
+    daemon = DaemonProcess(tmp_path, {**os.environ, "DAGSTER_HOME": str(home)}, location)
+    daemon.start()
     try:
         # A run-failure sensor starts from the failures after its first tick.
-        _wait_for(lambda: "llm_failure_alerts" in log.read_text(), "the sensor did not tick", log)
+        daemon.wait_until(lambda: "llm_failure_alerts" in daemon.log.read_text(), "sensor tick")
         # Launched like the UI does: queued, then started by the daemon in the code location.
         subprocess.run(
-            [str(bin_dir / "dagster"), "job", "launch", *location, "-j", "label_job",
+            [str(BIN / "dagster"), "job", "launch", *location, "-j", "label_job",
              "--tags", json.dumps({"dagster/partition": "eu"})],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=True,
+            cwd=tmp_path, env=daemon.env, capture_output=True, text=True, timeout=240,
+            check=True,
         )  # fmt: skip
-        _wait_for(alerts.exists, "no alert was sent", log)
+        daemon.wait_until(alerts.exists, "alert sent")
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait(timeout=10)
+        daemon.stop()
     (alert,) = [json.loads(line) for line in alerts.read_text().splitlines()]
     assert alert == {"assets": ["labels"], "partition": "eu", "error_class": "BudgetExceededError"}

@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from llm_assets.resources.llm import LLMResource
 from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.sensors import FILE_TAG, SHA256_TAG, InboxFeed, partition_key_for
 from llm_assets.simulator import SimulatorServer
+from tests.daemon_support import SIMULATED_RESOURCES, DaemonProcess
 
 COLUMNS = ["review_id", "product", "rating", "title", "body"]
 DAEMON = str(Path(sys.executable).with_name("dagster-daemon"))
@@ -394,7 +394,8 @@ def test_the_example_branch_loads_beside_the_example_pipeline(tmp_path: Path) ->
     assert partition_key_for("a b.csv", "0" * 64) == "a_b-00000000"
 
 
-DAEMON_DEFS = """
+DAEMON_DEFS = (
+    """
 import dagster as dg
 from llm_assets import LLMResource, ParquetIOManager, ResponseLedger, resolve_model_versions
 from reviews_example.inbox import partner_reviews_branch
@@ -407,20 +408,18 @@ defs = resolve_model_versions(dg.Definitions(
     assets=assets,
     sensors=sensors,
     executor=dg.in_process_executor,  # one process per run: fewer imports on a busy machine
-    resources={{
-        "llm": LLMResource(base_url={base_url!r}, api_key="sk-test", model="sim-small"),
-        "ledger": ResponseLedger(sqlite_path={ledger!r}),
-        "io_manager": ParquetIOManager(base_dir={data!r}),
-    }},
+    resources="""
+    + SIMULATED_RESOURCES
+    + """,
 ))
 """
+)
 
 
-class Daemon:
-    """``dagster-daemon run`` on a workspace in ``tmp_path``, in its own process group."""
+class Daemon(DaemonProcess):
+    """``dagster-daemon run`` on a workspace in ``tmp_path`` watching its inbox folder."""
 
     def __init__(self, tmp_path: Path, simulator: SimulatorServer) -> None:
-        self.tmp_path = tmp_path
         self.home = tmp_path / "home"
         self.home.mkdir()
         # Runs launch as soon as the sensor daemon submits them, not through a queue.
@@ -443,49 +442,23 @@ class Daemon:
             "load_from:\n  - python_file:\n      relative_path: defs.py\n"
             f"      working_directory: {tmp_path}\n"
         )
-        self.env = {**os.environ, "DAGSTER_HOME": str(self.home)}
-        self.log = tmp_path / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("a") as log:
-            self.proc = subprocess.Popen(
-                [DAEMON, "run", "-w", str(self.workspace)],
-                cwd=self.tmp_path,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its code server and run workers share its group
-            )
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(timeout=wait_s)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        self.proc = None
+        env = {**os.environ, "DAGSTER_HOME": str(self.home)}
+        super().__init__(tmp_path, env, ["-w", str(self.workspace)])
 
     def wait_for_success(
         self, instance: dg.DagsterInstance, file_name: str, timeout_s: float = 150
     ) -> dg.DagsterRun:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            runs = instance.get_runs(filters=dg.RunsFilter(tags={FILE_TAG: file_name}))
-            for run in runs:
+        def succeeded() -> dg.DagsterRun | None:
+            for run in instance.get_runs(filters=dg.RunsFilter(tags={FILE_TAG: file_name})):
+                assert run.status != dg.DagsterRunStatus.FAILURE, self.log.read_text()[-5000:]
                 if run.status == dg.DagsterRunStatus.SUCCESS:
                     return run
-                assert run.status != dg.DagsterRunStatus.FAILURE, self.log.read_text()[-5000:]
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-            time.sleep(1)
-        pytest.fail(f"no successful run for {file_name}: {self.log.read_text()[-5000:]}")
+            return None
+
+        self.wait_until(succeeded, f"successful run for {file_name}", timeout_s)
+        found = succeeded()
+        assert found is not None
+        return found
 
 
 @pytest.mark.slow

@@ -13,9 +13,7 @@ import importlib.util
 import os
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -25,12 +23,13 @@ import pytest
 from llm_assets import ReviewDesk
 from llm_assets.simulator import SimulatorServer
 from tests.conftest import REPO_ROOT, fresh_postgres_database
+from tests.daemon_support import BIN, SIMULATED_RESOURCES, DaemonProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-BIN = Path(sys.executable).parent
 SENSOR = "labels_review_sensor"
-DEFS = """
+DEFS = (
+    """
 import dagster as dg
 import pandas as pd
 from pydantic import BaseModel
@@ -62,46 +61,16 @@ defs = dg.Definitions(
     assets=[texts, labels, labels_reviewed],
     sensors=[review_sensor([labels_reviewed], name={sensor!r}, minimum_interval_seconds=1)],
     executor=dg.in_process_executor,  # one process per run: fewer imports on a busy machine
-    resources={{
-        "llm": LLMResource(base_url={base_url!r}, api_key="sk-test", model="sim-small"),
-        "ledger": ResponseLedger(sqlite_path={ledger!r}),
-        "io_manager": ParquetIOManager(base_dir={data!r}),
-    }},
+    resources="""
+    + SIMULATED_RESOURCES
+    + """,
 )
 """
+)
 
 
-class Daemon:
-    """``dagster-daemon run`` on the location in ``tmp_path``, in its own process group."""
-
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.tmp_path = tmp_path
-        self.env = env
-        self.log = tmp_path / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.location = ["-f", "defs.py", "-d", str(tmp_path)]
-
-    def start(self) -> None:
-        with self.log.open("a") as log:
-            self.proc = subprocess.Popen(
-                [str(BIN / "dagster-daemon"), "run", *self.location],
-                cwd=self.tmp_path, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # its code server and run workers share its group
-            )  # fmt: skip
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Ends the daemon's whole process group; SIGKILL is a crash (nothing shuts down)."""
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=30)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
+class Daemon(DaemonProcess):
+    """The daemon, and the review sensor's ticks as its log counts them."""
 
     def ticks(self) -> int:
         """Evaluations of the review sensor so far (the daemon logs one line per tick)."""
@@ -112,14 +81,6 @@ class Daemon:
         """Waits for ``count`` more ticks than now."""
         target = self.ticks() + count
         self.wait_until(lambda: self.ticks() >= target, f"{count} ticks of {SENSOR}", timeout_s)
-
-    def wait_until(self, done: Callable[[], bool], what: str, timeout_s: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not done():
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {what} in {timeout_s:.0f} s:\n{self.log.read_text()[-5000:]}")
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.5)
 
 
 @pytest.fixture
@@ -150,14 +111,14 @@ def location(tmp_path: Path, simulator: SimulatorServer) -> Iterator[tuple[Daemo
     with fresh_postgres_database("llm_assets_review_daemon") as url:
         env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": url}
         env["DAGSTER_TELEMETRY_DISABLED"] = "1"
-        daemon = Daemon(tmp_path, env)
+        daemon = Daemon(tmp_path, env, ["-f", "defs.py", "-d", str(tmp_path)])
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("DAGSTER_PG_URL", url)
             mp.setenv("DAGSTER_HOME", str(home))
             try:
                 yield daemon, module.defs
             finally:
-                daemon.kill()
+                daemon.stop(signal.SIGKILL)
 
 
 def reviewed_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
@@ -187,7 +148,7 @@ def test_a_daemon_killed_between_two_decisions_launches_one_reviewed_run(
         daemon.wait_for_ticks(2)  # one row still waits: nothing launched
         assert reviewed_runs(instance) == []
 
-        daemon.kill()  # SIGKILL: the tick in flight, if any, dies with it
+        daemon.stop(signal.SIGKILL)  # a crash: the tick in flight, if any, dies with it
         desk.reject(second.item_id, reviewer="bo", reason="not a label we use")
         daemon.start()
         daemon.wait_until(lambda: len(reviewed_runs(instance)) == 1, "reviewed run")
@@ -203,7 +164,7 @@ def test_a_daemon_killed_between_two_decisions_launches_one_reviewed_run(
 
         # The cursor is lost, as if every tick had died before saving it: the sensor asks for
         # the round again under the same run key, and the daemon launches nothing.
-        daemon.kill(signal.SIGTERM)
+        daemon.stop()
         subprocess.run(
             [str(BIN / "dagster"), "sensor", "cursor", SENSOR, "--delete", *daemon.location],
             cwd=tmp_path, env=daemon.env, check=True, capture_output=True, timeout=120,
@@ -213,7 +174,7 @@ def test_a_daemon_killed_between_two_decisions_launches_one_reviewed_run(
         daemon.wait_until(lambda: skipped in daemon.log.read_text(), "re-request of the round")
         assert len(reviewed_runs(instance)) == 1
     finally:
-        daemon.kill()
+        daemon.stop(signal.SIGKILL)
         instance.dispose()
 
     data = tmp_path / "data"
