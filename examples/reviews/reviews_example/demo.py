@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from llm_assets.simulator import SimulatorConfig, SimulatorProcess
+from llm_assets.simulator import PortInUseError, SimulatorConfig, SimulatorProcess
 from llm_assets.ui import prepare_local_home
 
 DEFAULT_SIMULATOR_PORT = 8765
@@ -24,22 +23,19 @@ DEFAULT_SIMULATOR_PORT = 8765
 DEFINITIONS_MODULE = "reviews_example.definitions"
 
 
-def _free_port(preferred: int) -> int:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-
-
 def start_simulator(latency_ms: float = 20.0) -> SimulatorProcess:
-    """Starts the simulator in a subprocess and points ``LLM_ASSETS_BASE_URL`` at it."""
-    port = _free_port(DEFAULT_SIMULATOR_PORT)
+    """Starts the simulator in a subprocess and points ``LLM_ASSETS_BASE_URL`` at it.
+
+    It takes port 8765, or any free port when another process holds that one (checked by
+    binding, so two demos started at once cannot both be told it is free).
+    """
     config = SimulatorConfig(latency_ms=latency_ms, latency_jitter=0.3)
-    simulator = SimulatorProcess(config, host="127.0.0.1", port=port)
-    simulator.start()
+    simulator = SimulatorProcess(config, host="127.0.0.1", port=DEFAULT_SIMULATOR_PORT)
+    try:
+        simulator.start()
+    except PortInUseError:
+        simulator = SimulatorProcess(config, host="127.0.0.1", port=0)
+        simulator.start()
     os.environ["LLM_ASSETS_BASE_URL"] = simulator.base_url
     return simulator
 
