@@ -36,6 +36,7 @@ from llm_assets.review.reviewed import ReviewedSpec, reviewed_spec
 ROUND_TAG = "llm_assets/review_round"
 TRIGGER_TAG = "llm_assets/review_trigger"
 _KEEP_ROUNDS = 5_000
+_BUILT = "built"
 
 
 @dataclass(frozen=True)
@@ -133,47 +134,44 @@ def review_sensor(
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         ledger: ResponseLedger = getattr(context.resources, ledger_key)
-        done, told = _read_cursor(context.cursor)
-        seen, seen_told = set(done), set(told)
+        launched, told = _read_cursor(context.cursor)  # ordered sets of round keys
         requests = []
         for found in ledger.review_store().latest_rounds(sorted(by_gate)):
-            spec = by_gate[found.asset_key]
-            if found.key in seen:
+            if found.key in launched:
                 continue
+            spec = by_gate[found.asset_key]
             if found.flagged == 0:
                 trigger = _nothing_flagged(context.instance, found, spec)
-                if trigger == "built":  # the gate's own run built the reviewed partition
-                    done.append(found.key)
-                    seen.add(found.key)
-                if trigger in ("built", None):
-                    continue
             else:
                 trigger = _trigger(found, spec)
-            if trigger is None:
-                new = found.key not in seen_told
-                if announce is not None and new and _announce(context, announce, found):
-                    told.append(found.key)
-                    seen_told.add(found.key)
-                continue
-            requests.append(_request(found, spec, extra, trigger))
-            done.append(found.key)
-            seen.add(found.key)
-            context.log.info(
-                f"review of {found.asset_key} {found.partition_key or ''} {trigger}: "
-                f"launching {spec.table.to_user_string()}"
-            )
-        cursor = {"launched": done[-_KEEP_ROUNDS:], "announced": told[-_KEEP_ROUNDS:]}
+            if trigger == _BUILT:  # the gate's own run built the reviewed partition
+                launched[found.key] = None
+            elif trigger is None:
+                waiting = found.flagged and found.key not in told
+                if waiting and announce is not None and _announce(context, announce, found):
+                    told[found.key] = None
+            else:
+                requests.append(_request(found, spec, extra, trigger))
+                launched[found.key] = None
+                context.log.info(
+                    f"review of {found.asset_key} {found.partition_key or ''} {trigger}: "
+                    f"launching {spec.table.to_user_string()}"
+                )
+        cursor = {
+            "launched": list(launched)[-_KEEP_ROUNDS:],
+            "announced": list(told)[-_KEEP_ROUNDS:],
+        }
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
 
     return _sensor
 
 
-def _read_cursor(cursor: str | None) -> tuple[list[str], list[str]]:
-    """The rounds already launched and already announced."""
+def _read_cursor(cursor: str | None) -> tuple[dict[str, None], dict[str, None]]:
+    """The rounds already launched (or built by the gate's run) and already announced."""
     state = json.loads(cursor) if cursor else {}
     if isinstance(state, list):  # the cursor of earlier releases: launched rounds only
-        return list(state), []
-    return list(state.get("launched", [])), list(state.get("announced", []))
+        return dict.fromkeys(state), {}
+    return dict.fromkeys(state.get("launched", [])), dict.fromkeys(state.get("announced", []))
 
 
 def _nothing_flagged(
@@ -193,7 +191,7 @@ def _nothing_flagged(
         dg.AssetRecordsFilter(asset_key=spec.table, asset_partitions=partitions), limit=1
     ).records
     if latest and latest[0].run_id == found.run_id:
-        return "built"
+        return _BUILT
     return "nothing flagged"
 
 
