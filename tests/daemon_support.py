@@ -7,6 +7,7 @@ simulator as the endpoint, a SQLite ledger and Parquet tables in the test's fold
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+
+from llm_assets.supervisor import Child, Supervisor
 
 BIN = Path(sys.executable).parent
 
@@ -28,13 +31,13 @@ SIMULATED_RESOURCES = """{{
 
 
 class DaemonProcess:
-    """``dagster-daemon run`` on a code location, in its own process group with its code server
-    and run workers.
+    """``dagster-daemon run`` on a code location, started and stopped by the library's
+    ``Supervisor``: in a process group of its own with its code server and run workers.
 
     Args:
-        workdir: Its working directory; ``daemon.log`` is written there.
+        workdir: Where ``daemon.log`` is written.
         env: Its environment (``DAGSTER_HOME`` names the instance).
-        location: The code location arguments, e.g. ``["-w", "workspace.yaml"]``.
+        location: The code location arguments with absolute paths, e.g. ``["-w", "/x/w.yaml"]``.
     """
 
     def __init__(self, workdir: Path, env: dict[str, str], location: Sequence[str]) -> None:
@@ -43,30 +46,25 @@ class DaemonProcess:
         self.location = list(location)
         self.log = workdir / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._supervisor: Supervisor | None = None
 
     def start(self) -> None:
-        with self.log.open("a") as log:
-            self.proc = subprocess.Popen(
-                [str(BIN / "dagster-daemon"), "run", *self.location],
-                cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+        self._supervisor = Supervisor(grace_s=30.0, terminate_s=10.0)
+        with self.log.open("ab") as log:  # the child keeps its own descriptor
+            argv = [str(BIN / "dagster-daemon"), "run", *self.location]
+            self.proc = self._supervisor.start(
+                Child("dagster-daemon", argv, env=self.env, stdout=log)
+            )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Ends the whole process group: SIGTERM shuts down in order, SIGKILL is a crash."""
-        if self.proc is None:
+        if self.proc is None or self._supervisor is None:
             return
-        for signum, wait_s in ((sig, 30), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.proc.pid, signum)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(timeout=wait_s)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        self.proc = None
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._supervisor.stop()
+        self.proc = self._supervisor = None
 
     def wait_until(self, done: Callable[[], object], what: str, timeout_s: float = 180.0) -> None:
         """Waits until ``done()`` is truthy; fails with the log's tail if the daemon died."""

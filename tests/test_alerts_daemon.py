@@ -74,7 +74,7 @@ def test_the_daemon_sends_the_alert_of_a_failed_run(
         )
     )
     # The daemon and the command line load the same file: one code location, as in a deployment.
-    location = ["-f", "defs.py", "-d", str(tmp_path)]
+    location = ["-f", str(tmp_path / "defs.py"), "-d", str(tmp_path)]
     daemon = DaemonProcess(tmp_path, {**os.environ, "DAGSTER_HOME": str(home)}, location)
     daemon.start()
     try:

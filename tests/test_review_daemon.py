@@ -111,7 +111,7 @@ def location(tmp_path: Path, simulator: SimulatorServer) -> Iterator[tuple[Daemo
     with fresh_postgres_database("llm_assets_review_daemon") as url:
         env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_URL": url}
         env["DAGSTER_TELEMETRY_DISABLED"] = "1"
-        daemon = Daemon(tmp_path, env, ["-f", "defs.py", "-d", str(tmp_path)])
+        daemon = Daemon(tmp_path, env, ["-f", str(tmp_path / "defs.py"), "-d", str(tmp_path)])
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("DAGSTER_PG_URL", url)
             mp.setenv("DAGSTER_HOME", str(home))
