@@ -219,6 +219,9 @@ def running_dagster_ui(
         LLM_ASSETS_DATA_DIR=str(workdir / "data"),
         LLM_ASSETS_LEDGER_PATH=str(workdir / "ledger.sqlite"),
         LLM_ASSETS_INBOX_DIR=str(workdir / "inbox"),
+        # The pages, not the step processes, are under test: each run's steps in its own
+        # process spare a fork server and a fork per step for every run the tests launch.
+        LLM_ASSETS_EXECUTOR="in_process",
     )
     with ExitStack() as stack:
         mp = stack.enter_context(pytest.MonkeyPatch.context())
@@ -250,9 +253,7 @@ def running_dagster_ui(
         supervisor.start(review)
         # While the UI starts, so that the two overlap.
         materialize_upstream(instance, workdir / "data", upstream_partitions)
-        ui = DagsterUI(
-            port, home, workdir / "data", log_path, instance, review_port, review_token
-        )
+        ui = DagsterUI(port, home, workdir / "data", log_path, instance, review_port, review_token)
         ui.wait_until_loaded(process)
         ui.graphql(SET_NUX_SEEN)  # the one-time community dialog would cover the page
         yield ui

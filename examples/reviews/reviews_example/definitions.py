@@ -19,8 +19,8 @@ from llm_assets.versions import resolve_model_versions
 
 from reviews_example.inbox import INBOX_ASSETS, INBOX_SENSORS
 from reviews_example.pipeline import (
+    ASSET_EXECUTOR,
     ASSETS,
-    FORKED_STEPS,
     insight_review_sensor,
     nightly_enrichment_job,
     nightly_enrichment_schedule,
@@ -113,12 +113,10 @@ def build_definitions(env: str | None = None) -> dg.Definitions:
                 estimate_job(),
             ],
             schedules=[nightly_enrichment_schedule],
-            sensors=[
-                *INBOX_SENSORS, review_batches_sensor, insight_review_sensor, *ALERT_SENSORS
-            ],
+            sensors=[*INBOX_SENSORS, review_batches_sensor, insight_review_sensor, *ALERT_SENSORS],
             resources=RESOURCES_BY_ENV[env](),
             # Also for what the UI launches outside the jobs (an asset's Materialize button).
-            executor=FORKED_STEPS,
+            executor=ASSET_EXECUTOR,
         )
     )
 

@@ -181,7 +181,8 @@ daily_digest = llm_asset(
 
 ASSETS = [raw_reviews, review_insights, review_insights_reviewed, daily_digest]
 
-#: ``multiprocess`` (default: every step a process on the machine that launched the run) or
+#: ``multiprocess`` (default: every step a process on the machine that launched the run),
+#: ``in_process`` (every step in the run's own process: fewer processes on a small machine) or
 #: ``celery``: every step a task on the dagster-celery workers listening on
 #: ``LLM_ASSETS_CELERY_BROKER`` ("Running on more than one machine" in the README).
 EXECUTOR = os.environ.get("LLM_ASSETS_EXECUTOR", "multiprocess")
@@ -194,22 +195,34 @@ FORKED_STEPS = dg.multiprocess_executor.configured(
 )
 
 
+#: The executor of what the UI launches outside the jobs (an asset's Materialize button): the
+#: machine that launched the run forks its steps, or runs them in the run's process when
+#: ``LLM_ASSETS_EXECUTOR=in_process``. Celery is for the job's steps only.
+ASSET_EXECUTOR = dg.in_process_executor if EXECUTOR == "in_process" else FORKED_STEPS
+
+
 def executor_for(name: str) -> dg.ExecutorDefinition:
     """The job's executor for ``LLM_ASSETS_EXECUTOR``.
 
     Examples:
         >>> executor_for("multiprocess").name
         'multiprocess'
+        >>> executor_for("in_process").name
+        'in_process'
         >>> executor_for("celery").name
         'celery'
     """
     if name == "multiprocess":
         return FORKED_STEPS
+    if name == "in_process":
+        return dg.in_process_executor
     if name == "celery":
         from llm_assets.celery_executor import celery_config, watched_celery_executor
 
         return watched_celery_executor.configured(celery_config(), name="celery")
-    raise ValueError(f"LLM_ASSETS_EXECUTOR must be 'multiprocess' or 'celery', not {name!r}")
+    raise ValueError(
+        f"LLM_ASSETS_EXECUTOR must be 'multiprocess', 'in_process' or 'celery', not {name!r}"
+    )
 
 
 nightly_enrichment_job = dg.define_asset_job(
