@@ -22,6 +22,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from llm_assets.__main__ import main
 from llm_assets.simulator import SimulatorServer
 from llm_assets.trace import trace_row
 
@@ -231,11 +232,17 @@ def test_trace_a_workspace_location_with_the_local_dagster_home(project: Project
     assert "2 code locations (capitals, example); pick one with --location NAME" in several.stderr
 
 
-def test_trace_without_an_instance_says_what_to_export(tmp_path: Path) -> None:
-    shown = _trace(tmp_path, "capitals", "--row", "x", "-m", "reviews_example.definitions")
-    assert shown.returncode == 2
-    assert NO_INSTANCE in shown.stderr
-    assert "Traceback" not in shown.stderr and shown.stdout == ""
+def test_trace_without_an_instance_says_what_to_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In this process: the instance is looked up before any code location is loaded.
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    status = main(["trace", "capitals", "--row", "x", "-m", "reviews_example.definitions"])
+    shown = capsys.readouterr()
+    assert status == 2
+    assert NO_INSTANCE in shown.err
+    assert "Traceback" not in shown.err and shown.out == ""
 
 
 def test_trace_of_an_unknown_row_names_existing_ids(project: Project) -> None:
