@@ -195,12 +195,6 @@ FORKED_STEPS = dg.multiprocess_executor.configured(
 )
 
 
-#: The executor of what the UI launches outside the jobs (an asset's Materialize button): the
-#: machine that launched the run forks its steps, or runs them in the run's process when
-#: ``LLM_ASSETS_EXECUTOR=in_process``. Celery is for the job's steps only.
-ASSET_EXECUTOR = dg.in_process_executor if EXECUTOR == "in_process" else FORKED_STEPS
-
-
 def executor_for(name: str) -> dg.ExecutorDefinition:
     """The job's executor for ``LLM_ASSETS_EXECUTOR``.
 
@@ -225,12 +219,18 @@ def executor_for(name: str) -> dg.ExecutorDefinition:
     )
 
 
+JOB_EXECUTOR = executor_for(EXECUTOR)
+#: The executor of what the UI launches outside the jobs (an asset's Materialize button): the
+#: job's, except that Celery is for the job's steps only (they then fork on the launching machine).
+ASSET_EXECUTOR = FORKED_STEPS if EXECUTOR == "celery" else JOB_EXECUTOR
+
+
 nightly_enrichment_job = dg.define_asset_job(
     "nightly_enrichment",
     selection=dg.AssetSelection.assets(*ASSETS),
     partitions_def=DAILY,
     config={"ops": {"review_insights": {"config": {"mode": MODE}}}},
-    executor_def=executor_for(EXECUTOR),
+    executor_def=JOB_EXECUTOR,
     description="Generate, enrich and digest one day of customer reviews "
     f"({MODE} mode; LLM_ASSETS_MODE=online|batch).",
 )
