@@ -20,7 +20,7 @@ from llm_assets.resources.storage import ParquetIOManager
 from llm_assets.resources.storage.names import escape_path_component
 from llm_assets.simulator import SimulatorServer
 from llm_assets.trace import trace_row
-from tests.conftest import make_resources
+from tests.conftest import NO_COMPUTE_LOGS, make_resources
 from tests.s3_support import (
     S3_KEY_ID,
     S3_SECRET,
@@ -85,7 +85,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dg.DagsterInstance]:
     """One SQLite instance for the module (runs are told apart by id): setup is slow."""
-    with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("dagster_home"))) as shared:
+    home = str(tmp_path_factory.mktemp("dagster_home"))
+    with dg.instance_for_test(temp_dir=home, overrides=NO_COMPUTE_LOGS) as shared:
         yield shared
 
 

@@ -299,24 +299,3 @@ def test_trace_row_errors_list_what_exists(
         trace_row(user_defs, instance, asset, "europe-0", partition)
     assert message in raised.value.args[0]
     assert what_exists in raised.value.args[0]
-
-
-@pytest.mark.slow
-def test_the_command_the_demo_prints_works_in_a_fresh_shell(tmp_path: Path) -> None:
-    env = _env(LLM_ASSETS_DATA_DIR=None, LLM_ASSETS_LEDGER_PATH=None, LLM_ASSETS_BASE_URL=None)
-    demo = subprocess.run(
-        [sys.executable, "-m", "reviews_example", "demo", "--partition", "2026-11-04"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
-    (printed,) = [line for line in demo.stdout.splitlines() if line.startswith("Trace a row: ")]
-    command = printed.removeprefix("Trace a row: ")
-    shown = subprocess.run(
-        command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert shown.returncode == 0, command + "\n" + shown.stderr[-3000:]
-    assert "row: 2026-11-04-0000" in shown.stdout and "status:           ok" in shown.stdout
