@@ -73,13 +73,11 @@ services:
 	@tools/redis.sh || echo "Redis unavailable: the Celery tests will skip" >&2
 
 # Independent tests in parallel processes (tests that share a server or an expensive fixture run
-# in one of them: tests/conftest.py), then the tests that restart a service the others use, alone
-# (exit status 5: there are none). TEST_WORKERS processes at once (more cost each a start-up).
+# in one of them: tests/conftest.py). TEST_WORKERS processes at once (more cost each a start-up).
 TEST_WORKERS ?= 4
 test: install services
 	$(COMPILE_SOURCES)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not serial" --durations=25
-	$(BIN)/python -m pytest -q -m serial || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=25
 
 # One dagster-celery worker in the foreground (Ctrl-C stops it) taking the steps of runs launched
 # with LLM_ASSETS_EXECUTOR=celery. Start one per machine, each with its own WORKER_NAME; see

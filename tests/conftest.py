@@ -1,9 +1,9 @@
 """Shared fixtures: the simulator, Dagster instances on SQLite and Postgres, and a network guard.
 
-``make test`` runs the suite in parallel processes (``pytest -n N --dist loadgroup``), then the
-tests marked ``serial`` alone (``pytest -m serial``). ``XDIST_GROUPS`` below says which tests
-share something and so run one after another in one process, ``SERIAL_FILES`` which tests must
-run alone; the slow tests start first.
+``make test`` runs the suite in parallel processes (``pytest -n N --dist loadgroup``).
+``XDIST_GROUPS`` below says which tests share something and so run one after another in one
+process; the slow tests start first. No test stops a service another test uses (the PostgreSQL
+restart test restarts a server of its own), so none has to run alone.
 
 The guard has two layers. ``LLM_ASSETS_OFFLINE=1`` (inherited by every subprocess the tests
 start) makes ``LLMResource`` refuse a non-loopback endpoint before sending anything. Inside
@@ -13,7 +13,6 @@ that tried it fails loudly, even when the library under test swallowed the error
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 import os
 import shutil
@@ -74,10 +73,6 @@ socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
 socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 
 
-#: Tests in files named like this stop or restart a service other tests use (PostgreSQL): they get
-#: the ``serial`` marker and run alone, after the parallel run.
-SERIAL_FILES = "test_*restart*.py"
-
 #: Tests that share more than each test creates for itself run in one process, one after another,
 #: keyed by the path of their file under ``tests/`` (a folder ends with ``/``).
 XDIST_GROUPS = {
@@ -121,35 +116,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return SharedStateScheduling(config, log)
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` selects by the markers added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Marks serial tests and starts slow tests first.
-
-    Under ``pytest -n N`` the serial tests are deselected: they would run beside others. The
-    second command of ``make test`` (``pytest -m serial``) runs them.
-    """
-    for item in items:
-        if fnmatch.fnmatch(item.path.name, SERIAL_FILES):
-            item.add_marker(pytest.mark.serial)
-    if _in_parallel_run(config):
-        serial = [item for item in items if item.get_closest_marker("serial")]
-        if serial:
-            config.hook.pytest_deselected(items=serial)
-            items[:] = [item for item in items if not item.get_closest_marker("serial")]
-    # Longest first, so that no long test is left running alone at the end of a parallel run.
+    """Starts slow tests first, so that no long test is left running alone at the end."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
-def _in_parallel_run(config: pytest.Config) -> bool:
-    return bool(os.environ.get("PYTEST_XDIST_WORKER")) or bool(
-        getattr(config.option, "numprocesses", None)
-    )
-
-
-def pytest_report_header(config: pytest.Config) -> str | None:
-    if _in_parallel_run(config):
-        return "tests marked serial are deselected here; `pytest -m serial` runs them alone"
-    return None
 
 
 @pytest.fixture(autouse=True)

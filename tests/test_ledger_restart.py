@@ -1,86 +1,42 @@
 """A PostgreSQL restart in the middle of a step: the step succeeds and pays for each row once.
 
-This test RESTARTS the local PostgreSQL server (``pg_ctlcluster ... stop``, then ``start`` once
-the step's writer has met the outage), cutting every connection to it, so it lives alone in
-this file: run it on its own, never while other PostgreSQL tests run. It needs root and the
-Debian ``pg_ctlcluster`` wrapper, else it skips.
-
-The ledger is on PostgreSQL; the Dagster instance is on SQLite, so the restart reaches only
-the ledger. The simulator's latency stretches the step over several seconds; the restart
-begins once a quarter of the rows are paid, and answers keep arriving while the server is
-down. Paid requests are counted by the simulator.
+The ledger is on a PostgreSQL server of the test's own (``tests/postgres_server.py``): it is
+stopped (``pg_ctl stop -m fast``, as a service restart does, cutting every connection) and
+started again once the step's writer has met the outage. The Dagster instance is on SQLite, so
+the restart reaches only the ledger. The simulator's latency stretches the step over several
+seconds; the restart begins once a quarter of the rows are paid, and answers keep arriving while
+the server is down. Paid requests are counted by the simulator.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
-import psycopg2
 import pytest
 
 from llm_assets import llm_asset
 from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.simulator import SimulatorServer
-from tests.conftest import PG_ADMIN_DSN, make_resources
+from tests.conftest import make_resources
+from tests.postgres_server import PostgresServer, postgres_server
 from tests.test_llm_asset import REGIONS, make_task
 
-pytestmark = [pytest.mark.postgres, pytest.mark.serial, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ROWS = 600
 
 
-def _cluster_command(action: str) -> list[str]:
-    if os.geteuid() != 0:
-        pytest.skip("restarting PostgreSQL with pg_ctlcluster needs root")
-    clusters = Path("/etc/postgresql")
-    if shutil.which("pg_ctlcluster") is None or not clusters.is_dir():
-        pytest.skip("pg_ctlcluster (Debian's postgresql-common) is not installed")
-    (version,) = sorted(p.name for p in clusters.iterdir())
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
-
-
-def _admin(statement: str) -> None:
-    conn = psycopg2.connect(PG_ADMIN_DSN)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-    finally:
-        conn.close()
-
-
 @pytest.fixture
-def ledger_url() -> Iterator[str]:
-    """A fresh database; dropped over a new connection, since the restart cuts old ones."""
-    try:
-        _admin("SELECT 1")
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432 ({exc})")
-    name = f"llm_assets_restart_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                break
-            except psycopg2.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+def server() -> Iterator[PostgresServer]:
+    with postgres_server() as running:
+        yield running
 
 
 def _texts() -> dg.AssetsDefinition:
@@ -114,15 +70,14 @@ def _eventually(condition: Any, timeout_s: float) -> None:
 def test_a_postgres_restart_mid_step_fails_nothing_and_pays_each_row_once(
     sqlite_instance: dg.DagsterInstance,
     simulator: SimulatorServer,
-    ledger_url: str,
+    server: PostgresServer,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    stop, start = _cluster_command("stop"), _cluster_command("start")
     simulator.configure(latency_ms=250.0)  # 600 rows over 16 senders: about 10 s of sending
     resources = make_resources(simulator, tmp_path)
     resources["ledger"] = ResponseLedger(
-        backend="postgres", postgres_url=ledger_url, journal_dir=str(tmp_path / "journal")
+        backend="postgres", postgres_url=server.url, journal_dir=str(tmp_path / "journal")
     )
     outcome: dict[str, Any] = {}
 
@@ -138,13 +93,13 @@ def test_a_postgres_restart_mid_step_fails_nothing_and_pays_each_row_once(
     _eventually(lambda: paid() >= ROWS // 4, timeout_s=120)
     before = paid()
     started = time.monotonic()
-    subprocess.run(stop, check=True, capture_output=True, timeout=120)
+    server.stop()
     try:
         # Down until the step's writer has met the outage: a restart quicker than the writer's
         # next flush would prove nothing.
         _eventually(lambda: any("keeping" in r.getMessage() for r in caplog.records), 60)
     finally:
-        subprocess.run(start, check=True, capture_output=True, timeout=120)
+        server.start()
     outage_s = time.monotonic() - started
     during = paid() - before
     runner.join(timeout=240)
@@ -158,7 +113,7 @@ def test_a_postgres_restart_mid_step_fails_nothing_and_pays_each_row_once(
     assert kept, "no answer met the outage: the restart missed the step's writes"
     assert back, "the writer never saw the ledger come back"
     assert paid() == ROWS
-    ledger = ResponseLedger(backend="postgres", postgres_url=ledger_url)
+    ledger = ResponseLedger(backend="postgres", postgres_url=server.url)
     try:
         assert ledger.count() == ROWS
     finally:
