@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,8 +25,8 @@ from llm_assets.resources.ledger import (
     claim_owner,
 )
 from llm_assets.simulator import SimulatorServer
-from tests.conftest import REPO_ROOT, TEST_API_KEY, fresh_postgres_database
-from tests.ledger_pipeline import rows_for
+from tests.conftest import TEST_API_KEY, fresh_postgres_database
+from tests.ledger_pipeline import PipelineProcess, rows_for, start
 from tests.test_ledger import make_entry
 
 WAITING = "waiting for"
@@ -148,7 +146,9 @@ def test_lease_must_be_positive_and_zero_turns_claims_off(tmp_path: Path) -> Non
 # --- Dagster runs in separate processes, racing on one ledger --------------------------------
 
 
-def _env(tmp_path: Path, name: str, simulator: SimulatorServer, spec: str, **extra: str) -> dict:
+def _env(
+    tmp_path: Path, name: str, simulator: SimulatorServer, spec: str, **extra: str
+) -> dict[str, str]:
     home = tmp_path / name / "home"
     home.mkdir(parents=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -159,21 +159,14 @@ def _env(tmp_path: Path, name: str, simulator: SimulatorServer, spec: str, **ext
         TEST_LEDGER=spec,
         TEST_DATA_DIR=str(tmp_path / name / "data"),
         TEST_API_KEY=TEST_API_KEY,
-        PYTHONPATH=str(REPO_ROOT),
         **extra,
     )
     return env
 
 
-def _start(env: dict) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.ledger_pipeline", "p1"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def _start(env: dict[str, str]) -> PipelineProcess:
+    """A run of partition ``p1`` in a process of its own, its output beside its home."""
+    return start(env, "p1", Path(env["DAGSTER_HOME"]).parent / "run.log")
 
 
 def _table(tmp_path: Path, name: str) -> pd.DataFrame:
@@ -200,9 +193,10 @@ def test_two_runs_racing_on_the_same_rows_pay_for_each_request_once(
     procs = {
         name: _start(_env(tmp_path, name, simulator, ledger_spec, **common)) for name in ("a", "b")
     }
-    outputs = {name: proc.communicate(timeout=240)[0] for name, proc in procs.items()}
-    for name, proc in procs.items():
-        assert proc.returncode == 0, outputs[name][-4000:]
+    statuses = {name: proc.wait(timeout_s=240) for name, proc in procs.items()}
+    outputs = {name: proc.output() for name, proc in procs.items()}
+    for name in procs:
+        assert statuses[name] == 0, outputs[name][-4000:]
 
     assert simulator.stats()["chat_completions"] == rows
     assert any(WAITING in output for output in outputs.values()), "the runs did not race"
@@ -252,24 +246,24 @@ def test_a_killed_claimer_blocks_its_rows_only_until_its_lease_runs_out(
         deadline = time.monotonic() + 180
         # Killed once it holds every claim and the second run is ready to go at once.
         while claims_held(ledger_spec) < rows or not any(go.iterdir()):
-            assert doomed.poll() is None, doomed.communicate()[0][-4000:]
-            assert survivor.poll() is None, survivor.communicate()[0][-4000:]
+            assert doomed.poll() is None, doomed.output()[-4000:]
+            assert survivor.poll() is None, survivor.output()[-4000:]
             assert time.monotonic() < deadline, "the first run never claimed its rows"
             time.sleep(0.1)
         os.kill(doomed.pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        doomed.communicate(timeout=30)
+        assert doomed.wait(timeout_s=30) == -signal.SIGKILL
         simulator.configure(latency_ms=5)
         (go / "go").touch()
-        output = survivor.communicate(timeout=240)[0]
+        status = survivor.wait(timeout_s=240)
+        output = survivor.output()
     finally:
         for proc in (doomed, survivor):
             if proc.poll() is None:
                 proc.kill()
-                proc.communicate()
     finished_after_s = time.monotonic() - killed_at
 
-    assert survivor.returncode == 0, output[-4000:]
+    assert status == 0, output[-4000:]
     assert WAITING in output, "the second run never met the dead run's claims"
     table = _table(tmp_path, "survivor")
     assert len(table) == rows and (table["llm_status"] == "ok").all()

@@ -19,7 +19,7 @@ from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import ModelPrice
 from llm_assets.simulator import SimulatorServer
 from tests.conftest import REPO_ROOT, TEST_API_KEY, make_resources
-from tests.ledger_pipeline import rows_for
+from tests.ledger_pipeline import rows_for, start
 from tests.test_llm_asset import REGIONS, make_task
 
 
@@ -192,13 +192,7 @@ def test_sigkill_half_way_then_rerun_pays_only_for_the_rest(
         TEST_CONCURRENCY=str(concurrency),
         TEST_CLAIM_LEASE_S="3",  # the re-run waits out the killed run's claims
     )
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "tests.ledger_pipeline", "p1"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = start(env, "p1", tmp_path / "killed.log")
     ledger = ResponseLedger(backend="sqlite", sqlite_path=str(ledger_path))
     deadline = time.monotonic() + 120
     recorded = 0
@@ -210,20 +204,12 @@ def test_sigkill_half_way_then_rerun_pays_only_for_the_rest(
         time.sleep(0.05)
     assert worker.poll() is None, "the worker finished before it could be killed"
     os.kill(worker.pid, signal.SIGKILL)
-    worker.wait(timeout=30)
-    assert worker.returncode == -signal.SIGKILL
+    assert worker.wait(timeout_s=30) == -signal.SIGKILL
     paid_before = simulator.stats()["chat_completions"]
     assert rows // 3 <= paid_before < rows
 
-    rerun = subprocess.run(
-        [sys.executable, "-m", "tests.ledger_pipeline", "p1"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    rerun = start(env, "p1", tmp_path / "rerun.log")
+    assert rerun.wait(timeout_s=300) == 0, rerun.output()[-4000:]
     stats = simulator.stats()
     unique = rows_for("p1", rows)["doc_id"].nunique()
     assert stats["chat_completions"] <= unique + concurrency
