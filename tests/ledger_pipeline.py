@@ -13,17 +13,13 @@ simulator, ledger and folders:
 - ``TEST_BARRIER_DIR`` / ``TEST_BARRIER_COUNT``: ``main`` waits until that many processes have
   reached it (each leaves a file in the directory), so racing runs start together
 
-``start(env, partition, log)`` runs ``main`` in a process of its own with that environment,
-forked from a server that has imported the libraries once (as ``python -m tests.ledger_pipeline``
-would, without importing Dagster, pandas and openai again for each run).
+Tests run ``main`` as a program of its own with ``tests.forked``, or the code location with the
+``dagster`` command line.
 """
 
-import multiprocessing
 import os
 import sys
 import time
-from dataclasses import dataclass
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import dagster as dg
@@ -131,58 +127,6 @@ def main(partition: str) -> int:
         )
     return 0 if result.success else 1
 
-
-
-_RUNS = multiprocessing.get_context("forkserver")
-_PRELOAD = ["dagster", "pandas", "pyarrow.parquet", "openai", "llm_assets"]
-
-
-def _run_in_child(env: dict[str, str], partition: str, log: str) -> None:
-    output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    os.dup2(output, 1)
-    os.dup2(output, 2)
-    os.environ.clear()
-    os.environ.update(env)
-    sys.exit(main(partition))
-
-
-@dataclass(frozen=True)
-class PipelineProcess:
-    """A run of ``main`` in a process of its own; its output goes to ``log``."""
-
-    process: BaseProcess
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        assert self.process.pid is not None
-        return self.process.pid
-
-    def poll(self) -> int | None:
-        """The exit status (``-9`` when SIGKILLed), or ``None`` while it runs."""
-        return self.process.exitcode
-
-    def wait(self, timeout_s: float) -> int:
-        """Waits for the exit status; fails past ``timeout_s``."""
-        self.process.join(timeout_s)
-        status = self.process.exitcode
-        assert status is not None, f"still running after {timeout_s} s:\n{self.output()[-3000:]}"
-        return status
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.join(30)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-def start(env: dict[str, str], partition: str, log: Path) -> PipelineProcess:
-    """Starts ``main(partition)`` with ``env`` as its whole environment."""
-    multiprocessing.set_forkserver_preload(_PRELOAD)
-    process = _RUNS.Process(target=_run_in_child, args=(env, partition, str(log)))
-    process.start()
-    return PipelineProcess(process, log)
 
 
 if __name__ == "__main__":

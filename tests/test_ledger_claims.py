@@ -25,8 +25,9 @@ from llm_assets.resources.ledger import (
     claim_owner,
 )
 from llm_assets.simulator import SimulatorServer
-from tests.conftest import TEST_API_KEY, fresh_postgres_database
-from tests.ledger_pipeline import PipelineProcess, rows_for, start
+from tests.conftest import REPO_ROOT, TEST_API_KEY, fresh_postgres_database
+from tests.forked import ForkedProcess, start
+from tests.ledger_pipeline import rows_for
 from tests.test_ledger import make_entry
 
 WAITING = "waiting for"
@@ -164,9 +165,10 @@ def _env(
     return env
 
 
-def _start(env: dict[str, str]) -> PipelineProcess:
+def _start(env: dict[str, str]) -> ForkedProcess:
     """A run of partition ``p1`` in a process of its own, its output beside its home."""
-    return start(env, "p1", Path(env["DAGSTER_HOME"]).parent / "run.log")
+    folder = Path(env["DAGSTER_HOME"]).parent
+    return start("tests.ledger_pipeline:main", "p1", env=env, cwd=REPO_ROOT, logs=folder / "run")
 
 
 def _table(tmp_path: Path, name: str) -> pd.DataFrame:

@@ -3,7 +3,8 @@
 A small project in ``tmp_path`` (not the bundled example) defines an ``llm_asset`` with its own
 resource keys and imports a helper from a folder that only its ``working_directory`` puts on
 ``sys.path``. It is materialized once against the in-process simulator; the command line then
-traces a row from a fresh subprocess, found through ``-f``, ``-w`` and the instance lookup.
+traces a row in a process of its own (``tests/forked.py``), found through ``-f``, ``-w`` and the
+instance lookup.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
-import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ import pytest
 from llm_assets.__main__ import main
 from llm_assets.simulator import SimulatorServer
 from llm_assets.trace import trace_row
+from tests.forked import Finished, run
 
 NO_INSTANCE = (
     "DAGSTER_HOME is not set and ./.dagster_home does not exist: "
@@ -172,16 +173,14 @@ def _env(**overrides: str | None) -> dict[str, str]:
     return env
 
 
-def _trace(
-    cwd: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "llm_assets", "trace", *args],
-        cwd=cwd,
+def _trace(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Finished:
+    """``python -m llm_assets trace ARGS`` in ``cwd``, as a program of its own."""
+    return run(
+        "llm_assets.__main__:main",
+        ["trace", *args],
         env=env if env is not None else _env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
+        cwd=cwd,
+        logs=cwd.parent / f"trace-{uuid.uuid4().hex[:8]}",
     )
 
 
