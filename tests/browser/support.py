@@ -247,7 +247,9 @@ def running_dagster_ui(
             env=dict(env, LLM_ASSETS_REVIEW_TOKEN=review_token),
             stdout=review_log,
         )  # fmt: skip
-        supervisor = Supervisor(grace_s=10.0)
+        # Nothing is under test when the package ends: dagster dev gets a moment to stop, then
+        # its process group is ended (its orderly shutdown took 10-17 s on a loaded machine).
+        supervisor = Supervisor(grace_s=2.0, terminate_s=2.0)
         stack.callback(supervisor.stop)
         process = supervisor.start(dev)
         supervisor.start(review)
