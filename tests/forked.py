@@ -1,4 +1,4 @@
-"""A function of the library run as its own program, in a process forked from a server.
+"""A command's ``main`` run as a program of its own, in a process forked from a server.
 
 The server (``multiprocessing``'s fork server) has imported Dagster, pandas, pyarrow, openai and
 the library once; each process forked from it then sets the environment, working directory
