@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 _FORKS = multiprocessing.get_context("forkserver")
-_PRELOAD = ["dagster", "pandas", "pyarrow.parquet", "openai", "llm_assets"]
+#: What the fork server imports once. It is one server per test process, whichever test starts it
+#: (tests/test_docs.py sets the same list).
+PRELOAD = ["dagster", "pandas", "pyarrow.parquet", "openai", "llm_assets"]
+#: ``python -m llm_assets``.
+LLM_ASSETS_MAIN = "llm_assets.__main__:main"
 
 
 def _child(
@@ -80,7 +84,7 @@ def start(function: str, *args: Any, env: dict[str, str], cwd: Path, logs: Path)
     Its exit status is what the function returns; its output goes to ``<logs>.out`` and
     ``<logs>.err``.
     """
-    multiprocessing.set_forkserver_preload(_PRELOAD)
+    multiprocessing.set_forkserver_preload(PRELOAD)
     out, err = logs.parent / f"{logs.name}.out", logs.parent / f"{logs.name}.err"
     process = _FORKS.Process(
         target=_child, args=(function, args, env, str(cwd), str(out), str(err))

@@ -128,6 +128,9 @@ def main(partition: str) -> int:
     return 0 if result.success else 1
 
 
+#: ``main`` for ``tests.forked``: ``python -m tests.ledger_pipeline PARTITION``.
+MAIN = f"{__name__}:main"
+
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1]))

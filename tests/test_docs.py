@@ -21,15 +21,17 @@ from typing import Any
 
 import pytest
 
+from tests.forked import PRELOAD
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 _FENCE = re.compile(r"^(`{3,})(\S*)(.*)$")
 _NOT_RUN = re.compile(r"^<!-- not-run: (.*\S) -->$")
 
 # Each page runs in a process forked from a server that has imported the libraries once (the
-# blocks' own modules are imported by the page, after its environment is set).
+# test process's one server, with tests/forked.py's list; no library reads its environment on
+# import, and the page's own modules are imported after its environment is set).
 _PAGES = multiprocessing.get_context("forkserver")
-_PRELOAD = ["dagster", "pandas", "pyarrow.parquet", "openai", "pydantic"]
 
 
 def _run_page(blocks: list[dict[str, Any]], cwd: str, env: dict[str, str], answer: Any) -> None:
@@ -135,7 +137,7 @@ def test_python_blocks_run(page: Path, tmp_path: Path) -> None:
         pytest.skip(f"every Python block of {page.name} is marked not-run")
     env = {**os.environ, "LLM_ASSETS_OFFLINE": "1", "DAGSTER_HOME": str(tmp_path / "dagster_home")}
     (tmp_path / "dagster_home").mkdir()
-    _PAGES.set_forkserver_preload(_PRELOAD)
+    _PAGES.set_forkserver_preload(PRELOAD)
     receive, answer = _PAGES.Pipe(duplex=False)
     child = _PAGES.Process(target=_run_page, args=(blocks, str(tmp_path), env, answer))
     child.start()

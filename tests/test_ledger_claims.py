@@ -27,7 +27,7 @@ from llm_assets.resources.ledger import (
 from llm_assets.simulator import SimulatorServer
 from tests.conftest import REPO_ROOT, TEST_API_KEY, fresh_postgres_database
 from tests.forked import ForkedProcess, start
-from tests.ledger_pipeline import rows_for
+from tests.ledger_pipeline import MAIN, rows_for
 from tests.test_ledger import make_entry
 
 WAITING = "waiting for"
@@ -168,7 +168,7 @@ def _env(
 def _start(env: dict[str, str]) -> ForkedProcess:
     """A run of partition ``p1`` in a process of its own, its output beside its home."""
     folder = Path(env["DAGSTER_HOME"]).parent
-    return start("tests.ledger_pipeline:main", "p1", env=env, cwd=REPO_ROOT, logs=folder / "run")
+    return start(MAIN, "p1", env=env, cwd=REPO_ROOT, logs=folder / "run")
 
 
 def _table(tmp_path: Path, name: str) -> pd.DataFrame:

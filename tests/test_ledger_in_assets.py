@@ -19,8 +19,8 @@ from llm_assets.resources.ledger import ResponseLedger
 from llm_assets.resources.llm import ModelPrice
 from llm_assets.simulator import SimulatorServer
 from tests.conftest import REPO_ROOT, TEST_API_KEY, make_resources
-from tests.forked import run, start
-from tests.ledger_pipeline import rows_for
+from tests.forked import LLM_ASSETS_MAIN, Finished, run, start
+from tests.ledger_pipeline import MAIN, rows_for
 from tests.test_llm_asset import REGIONS, make_task
 
 
@@ -158,11 +158,6 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
     return error.to_string()
 
 
-#: ``python -m tests.ledger_pipeline`` and ``python -m llm_assets``, run with ``tests.forked``.
-PIPELINE = "tests.ledger_pipeline:main"
-TRACE = "llm_assets.__main__:main"
-
-
 def _subprocess_env(
     tmp_path: Path, simulator: SimulatorServer, ledger: str, **extra: str
 ) -> dict[str, str]:
@@ -198,7 +193,7 @@ def test_sigkill_half_way_then_rerun_pays_only_for_the_rest(
         TEST_CONCURRENCY=str(concurrency),
         TEST_CLAIM_LEASE_S="3",  # the re-run waits out the killed run's claims
     )
-    worker = start(PIPELINE, "p1", env=env, cwd=REPO_ROOT, logs=tmp_path / "killed")
+    worker = start(MAIN, "p1", env=env, cwd=REPO_ROOT, logs=tmp_path / "killed")
     ledger = ResponseLedger(backend="sqlite", sqlite_path=str(ledger_path))
     deadline = time.monotonic() + 120
     recorded = 0
@@ -214,7 +209,7 @@ def test_sigkill_half_way_then_rerun_pays_only_for_the_rest(
     paid_before = simulator.stats()["chat_completions"]
     assert rows // 3 <= paid_before < rows
 
-    rerun = start(PIPELINE, "p1", env=env, cwd=REPO_ROOT, logs=tmp_path / "rerun")
+    rerun = start(MAIN, "p1", env=env, cwd=REPO_ROOT, logs=tmp_path / "rerun")
     assert rerun.wait(timeout_s=300) == 0, rerun.output()[-4000:]
     stats = simulator.stats()
     unique = rows_for("p1", rows)["doc_id"].nunique()
@@ -380,13 +375,14 @@ def test_trace_command_line(
             partition_key="2026-11-03",
         )
     assert done.success
-    trace = "review_insights", "--partition", "2026-11-03", "--row"
-    shown = run(
-        TRACE, ["trace", *trace, "2026-11-03-0002"], env=env, cwd=REPO_ROOT, logs=tmp_path / "a"
-    )
+    def trace(row: str) -> Finished:
+        args = ["trace", "review_insights", "--partition", "2026-11-03", "--row", row]
+        return run(LLM_ASSETS_MAIN, args, env=env, cwd=REPO_ROOT, logs=tmp_path / f"trace-{row}")
+
+    shown = trace("2026-11-03-0002")
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert "status:           ok" in shown.stdout
     assert "[user] Product:" in shown.stdout and "paid by run:" in shown.stdout
     assert "raw_reviews partition=2026-11-03" in shown.stdout
-    missing = run(TRACE, ["trace", *trace, "nope"], env=env, cwd=REPO_ROOT, logs=tmp_path / "b")
+    missing = trace("nope")
     assert missing.returncode == 2 and "no row with review_id='nope'" in missing.stderr

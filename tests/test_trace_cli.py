@@ -25,7 +25,7 @@ import pytest
 from llm_assets.__main__ import main
 from llm_assets.simulator import SimulatorServer
 from llm_assets.trace import trace_row
-from tests.forked import Finished, run
+from tests.forked import LLM_ASSETS_MAIN, Finished, run
 
 NO_INSTANCE = (
     "DAGSTER_HOME is not set and ./.dagster_home does not exist: "
@@ -176,7 +176,7 @@ def _env(**overrides: str | None) -> dict[str, str]:
 def _trace(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Finished:
     """``python -m llm_assets trace ARGS`` in ``cwd``, as a program of its own."""
     return run(
-        "llm_assets.__main__:main",
+        LLM_ASSETS_MAIN,
         ["trace", *args],
         env=env if env is not None else _env(),
         cwd=cwd,
